@@ -1,0 +1,44 @@
+# Two commands on a fresh machine with python3 and pip: `make reports` and `make test`.
+# Both create .venv if it is missing and install the workbench with the exact versions of constraints.txt.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOMES := $(CURDIR)/.cache/home
+
+# Jupyter, IPython and matplotlib write under $HOME; keep them inside the checkout.
+export MPLCONFIGDIR := $(HOMES)/matplotlib
+export IPYTHONDIR := $(HOMES)/ipython
+export JUPYTER_RUNTIME_DIR := $(HOMES)/jupyter-runtime
+export JUPYTER_DATA_DIR := $(HOMES)/jupyter-data
+export JUPYTER_CONFIG_DIR := $(HOMES)/jupyter-config
+
+.PHONY: install reports test lint lab clean-reports
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR) $(JUPYTER_CONFIG_DIR)
+	touch $(STAMP)
+
+## Regenerate every report: execute all notebooks with papermill into reports/.
+reports: $(STAMP)
+	$(BIN)/workbench run
+
+## Unit tests, literature validation, and nbval over every notebook.
+test: $(STAMP)
+	$(BIN)/workbench lit validate
+	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest --nbval --nbval-current-env notebooks -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check workbench tests
+
+## Open JupyterLab on the notebooks with the workbench's kernel (the venv's python3).
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks

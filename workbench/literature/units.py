@@ -1,0 +1,76 @@
+"""Say whether a published FLOPs count counts multiply-accumulates (MACs) or FLOPs (2 per MAC).
+
+Most pruning papers write "FLOPs" but count MACs. A row's unit is inferred by comparing its dense count
+(given, or implied by the pruned count and the reduction) with the architecture's MACs as measured by the
+workbench itself (torch.utils.flop_counter): within `tolerance` of 1x means MACs, of 2x means FLOPs.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+# literature model name -> (workbench model, classes, input shape)
+ARCHITECTURES = {
+    "resnet56": ("resnet56", 10, (3, 32, 32)),
+    "vgg16": ("vgg16_cifar", 10, (3, 32, 32)),
+    "resnet50": ("resnet50", 1000, (3, 224, 224)),
+}
+
+
+@cache
+def measured_macs(model: str) -> int | None:
+    """The dense MACs of a literature model name, measured on the workbench's implementation."""
+    if model not in ARCHITECTURES:
+        return None
+    from workbench import metrics, models
+
+    name, classes, shape = ARCHITECTURES[model]
+    return metrics.flop_count(models.build(name, classes, shape), shape)["macs"]
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def infer_unit(row: dict[str, str], tolerance: float = 0.03) -> tuple[str, str]:
+    """(unit, note) for a results row whose unit is not MACs/FLOPs; unit '' when the row has no counts."""
+    base, pruned, pct = (_number(row.get(c, "")) for c in ("flops_base", "flops_pruned", "flops_reduction_pct"))
+    if base is None and pruned is None:
+        return "", "source gives no absolute FLOPs count, so no unit applies"
+    implied = base if base is not None else (pruned / (1 - pct / 100) if pct is not None and pct < 100 else None)
+    macs = measured_macs(row.get("model", ""))
+    if implied is None or macs is None:
+        return "", "unit could not be inferred (no dense count, or no workbench model to measure)"
+    for unit, factor in (("MACs", 1), ("FLOPs", 2)):
+        if abs(implied / (factor * macs) - 1) <= tolerance:
+            how = "given" if base is not None else "implied by pruned count and reduction"
+            return unit, f"unit inferred: dense count ({how}) matches the workbench's measured {macs:,} MACs x{factor}"
+    return "", f"unit could not be inferred: dense count {implied:,.0f} matches neither {macs:,} MACs nor 2x"
+
+
+def fill_from_source(rows: list[dict[str, str]]) -> int:
+    """Give rows without a unit the unit that every resolved row of the same source and model has.
+
+    A source table counts one way throughout, so a row that lists only a pruned count inherits the unit
+    established by the source's rows that list the dense count. Counts whose unit stays unknown move to
+    the notes, so no number stands in a column without its unit. Returns how many rows were filled.
+    """
+    units_by_table: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        if row["flops_unit"]:
+            units_by_table.setdefault((row["source"], row["model"]), set()).add(row["flops_unit"])
+    filled = 0
+    for row in rows:
+        found = units_by_table.get((row["source"], row["model"]), set())
+        if not row["flops_unit"] and (row["flops_base"] or row["flops_pruned"]) and len(found) == 1:
+            row["flops_unit"] = next(iter(found))
+            row["notes"] += "; unit taken from the rows of the same source table that give the dense count"
+            filled += 1
+        elif not row["flops_unit"] and (row["flops_base"] or row["flops_pruned"]):
+            counts = ", ".join(f"{c} {row[c]}" for c in ("flops_base", "flops_pruned") if row[c])
+            row["notes"] += f"; reported {counts} with no way to tell MACs from FLOPs, so kept here only"
+            row["flops_base"] = row["flops_pruned"] = ""
+    return filled

@@ -1,0 +1,71 @@
+"""The outputs nbval compares: only cells tagged `nbval-check` keep stored outputs in notebooks/.
+
+`workbench store-checks NOTEBOOK` executes a notebook with its default parameters (reports written to a
+temporary folder), copies the outputs of its `nbval-check` cells into the source notebook and clears every
+other output, so that `pytest --nbval` compares exactly the deterministic key figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+CHECK_TAG = "nbval-check"
+
+
+def is_check(cell) -> bool:
+    return CHECK_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def store_checks(notebook: Path) -> int:
+    """Execute `notebook`, keep only its check cells' outputs; return how many cells keep outputs."""
+    import papermill as pm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        previous = os.environ.get("WORKBENCH_REPORTS")
+        os.environ["WORKBENCH_REPORTS"] = str(Path(tmp) / "reports")
+        try:
+            executed = pm.execute_notebook(str(notebook), str(Path(tmp) / notebook.name), cwd=str(notebook.parent),
+                                           kernel_name="python3", progress_bar=False)  # fmt: skip
+        finally:
+            if previous is None:
+                os.environ.pop("WORKBENCH_REPORTS")
+            else:
+                os.environ["WORKBENCH_REPORTS"] = previous
+    ran = {c["id"]: c for c in executed["cells"] if c["cell_type"] == "code"}
+    source = nbformat.read(notebook, as_version=4)
+    kept = 0
+    for cell in source.cells:
+        if cell.cell_type != "code":
+            continue
+        checked = is_check(cell) and cell.id in ran
+        cell.outputs = [_clean(o) for o in ran[cell.id].get("outputs", [])] if checked else []
+        # nbval refuses stored outputs of a cell that was never run, so a check cell keeps its count
+        cell.execution_count = ran[cell.id].get("execution_count") if checked else None
+        kept += bool(cell.outputs)
+    nbformat.write(source, notebook)
+    return kept
+
+
+def _clean(output):
+    output = nbformat.from_dict(dict(output))
+    if "execution_count" in output:
+        output["execution_count"] = None
+    output.pop("metadata", None) if output.get("output_type") == "stream" else None
+    return output
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("store-checks", help="store the outputs nbval compares (cells tagged nbval-check)")
+    p.add_argument("notebooks", nargs="+", type=Path)
+
+    def handler(args) -> int:
+        for nb in args.notebooks:
+            print(f"{nb}: {store_checks(nb)} cell(s) keep stored outputs")
+        return 0
+
+    p.set_defaults(handler=handler)

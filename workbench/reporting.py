@@ -1,0 +1,93 @@
+"""Plot style, trade-off and Pareto plots, and saving figures and tables under reports/."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+
+from workbench import paths
+
+
+def set_style() -> None:
+    """One look for every figure; SVG output is made reproducible (no dates, fixed ids)."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    mpl.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight", "svg.hashsalt": "wb"})
+
+
+class Report:
+    """Where one notebook's figures and tables go: reports/figures/<notebook>/ and reports/tables/."""
+
+    def __init__(self, notebook: str):
+        if not notebook or "/" in notebook or notebook.endswith(".ipynb"):
+            raise ValueError(f"notebook must be a notebook stem like '01-magnitude', got {notebook!r}")
+        self.notebook = notebook
+
+    def savefig(self, fig, name: str) -> None:
+        """Save `fig` as PNG and SVG named `name` under reports/figures/<notebook>/ and say where."""
+        out = paths.figures_dir(self.notebook)
+        out.mkdir(parents=True, exist_ok=True)
+        saved = []
+        for ext, meta in (("png", {"Software": None}), ("svg", {"Date": None})):
+            path = out / f"{name}.{ext}"
+            fig.savefig(path, metadata=meta)
+            saved.append(path.name)
+        print(f"saved {', '.join(saved)} in reports/figures/{self.notebook}/")
+
+    def save_table(self, table: pd.DataFrame, name: str) -> None:
+        """Save a table as CSV under reports/tables/<notebook>/<name>.csv and say where."""
+        out = paths.reports_dir() / "tables" / self.notebook
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name}.csv"
+        table.to_csv(path, index=False)
+        print(f"saved {path.name} in reports/tables/{self.notebook}/")
+
+
+def pareto_front(frame: pd.DataFrame, x: str, y: str, maximize_x: bool = True, maximize_y: bool = True) -> pd.Series:
+    """Boolean mask of the rows not dominated in (x, y); NaN rows are never on the front."""
+    xs = frame[x].to_numpy(float) * (1 if maximize_x else -1)
+    ys = frame[y].to_numpy(float) * (1 if maximize_y else -1)
+    ok = ~(np.isnan(xs) | np.isnan(ys))
+    front = np.zeros(len(frame), dtype=bool)
+    for i in np.flatnonzero(ok):
+        better = ok & (xs >= xs[i]) & (ys >= ys[i]) & ((xs > xs[i]) | (ys > ys[i]))
+        front[i] = not better.any()
+    return pd.Series(front, index=frame.index)
+
+
+def plot_tradeoff(frame: pd.DataFrame, x: str, y: str, hue: str = "method", ax=None, xlabel=None, ylabel=None):
+    """Mean of `y` against `x` per `hue`, with a band of ±1 standard deviation over seeds."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(data=frame, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar="sd", ax=ax)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    return ax
+
+
+def plot_layer_sparsity(layers: pd.DataFrame, target: float, methods=None, ax=None):
+    """Bars of the sparsity each method leaves in each layer at one target (mean over seeds)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = layers[layers["target_sparsity"] == target]
+    if methods:
+        rows = rows[rows["method"].isin(methods)]
+    if rows.empty:
+        raise ValueError(
+            f"no layer rows at target sparsity {target}; targets: {sorted(layers['target_sparsity'].unique())}"
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.4, 0.5 * rows["layer"].nunique() + 3), 4.2))
+    sns.barplot(data=rows, x="layer", y="sparsity", hue="method", errorbar=None, ax=ax)
+    ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("sparsity of the layer's weights")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize="small")
+    return ax
