@@ -265,13 +265,13 @@ def rewrite_results(texts: list[str], remap: dict[str, str]) -> tuple[str, list[
             notes.append(f"results file lacks columns {', '.join(missing)}; left empty")
         header += [c for c in reader.fieldnames or [] if c not in header]
         rows += list(reader)
-    header += [] if "notes" in header else ["notes"]
     out, seen, renamed = [], set(), 0
     for row in rows:
         cells = {c: (row.get(c) or "").strip() for c in header}
         if cells["key"] in remap:
             cells["key"], renamed = remap[cells["key"]], renamed + 1
-        if cells["flops_unit"] not in schema.FLOPS_UNITS:
+        has_counts = cells["flops_base"] or cells["flops_pruned"]
+        if cells["flops_unit"] not in schema.FLOPS_UNITS and (cells["flops_unit"] or has_counts):
             cells["flops_unit"], why = units.infer_unit(cells)
             cells["notes"] = "; ".join(filter(None, (cells.get("notes", ""), why)))
         signature = tuple(cells.values())
@@ -280,6 +280,8 @@ def rewrite_results(texts: list[str], remap: dict[str, str]) -> tuple[str, list[
             continue
         seen.add(signature)
         out.append(cells)
+    if "notes" not in header and any(row.get("notes") for row in out):
+        header.append("notes")
     filled = units.fill_from_source(out)
     if filled:
         notes.append(f"{filled} rows took their FLOPs unit from the rest of their source table")
