@@ -80,15 +80,26 @@ class PruneConfig:
     finetune_epochs: int = 2  # epochs of fine-tuning with the mask applied
     finetune_lr: float = 0.01
     pruning_steps: int = 4  # for gradual methods: how many times the mask is tightened
+    flops_reduction: float = 2.0  # structured: dense FLOPs / pruned FLOPs to reach (>= 1)
+    allocation: str = "uniform"  # structured: same channel fraction per group, or one global ranking
+    iterative_steps: int = 1  # structured: reach the target in this many prune + fine-tune rounds
+    round_to: int = 0  # structured: keep channel counts multiples of this (0: no rounding)
+    calibration_size: int = 128  # data-dependent criteria: training images they may look at
 
     def __post_init__(self):
         from workbench.pruning import METHODS
+        from workbench.pruning.structural import ALLOCATIONS
 
         _choice("method", self.method, METHODS.names())
         _fraction("sparsity", self.sparsity)
         _at_least("finetune_epochs", self.finetune_epochs, 0)
         _at_least("finetune_lr", self.finetune_lr, 0.0, float)
         _at_least("pruning_steps", self.pruning_steps, 1)
+        _at_least("flops_reduction", self.flops_reduction, 1.0, float)
+        _choice("allocation", self.allocation, ALLOCATIONS)
+        _at_least("iterative_steps", self.iterative_steps, 1)
+        _at_least("round_to", self.round_to, 0)
+        _at_least("calibration_size", self.calibration_size, 1)
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,17 @@ class SweepResult:
     records: list[records.RunRecord]
 
 
+def as_list(name: str, value) -> list:
+    """`value` as a list, or a one-line error if it is not a non-empty list."""
+    if isinstance(value, (str, int, float)) or not len(value):
+        raise wconfig.ConfigError(f"{name} must be a non-empty list, got {value!r}")
+    return list(value)
+
+
 def plan(methods, sparsities, seeds, **params) -> list[RunConfig]:
     """Every RunConfig of the grid, all validated before anything is trained."""
-    for name, value in (("methods", methods), ("sparsities", sparsities), ("seeds", seeds)):
-        if isinstance(value, (str, int, float)) or not len(value):
-            raise wconfig.ConfigError(f"{name} must be a non-empty list, got {value!r}")
-    return [
-        wconfig.from_flat(method=m, sparsity=s, seed=seed, **params)
-        for seed, m, s in itertools.product(seeds, methods, sparsities)
-    ]
+    grid = itertools.product(as_list("seeds", seeds), as_list("methods", methods), as_list("sparsities", sparsities))
+    return [wconfig.from_flat(method=m, sparsity=s, seed=seed, **params) for seed, m, s in grid]
 
 
 def prune_and_finetune(model: nn.Module, config: RunConfig, bundle: wdata.DataBundle) -> nn.Module:

@@ -67,10 +67,14 @@ def fill_from_source(rows: list[dict[str, str]]) -> int:
         found = units_by_table.get((row["source"], row["model"]), set())
         if not row["flops_unit"] and (row["flops_base"] or row["flops_pruned"]) and len(found) == 1:
             row["flops_unit"] = next(iter(found))
-            row["notes"] = row.get("notes", "") + "; unit taken from the rows of the same source table that give the dense count"
+            row["notes"] = (
+                row.get("notes", "") + "; unit taken from the rows of the same source table that give the dense count"
+            )
             filled += 1
         elif not row["flops_unit"] and (row["flops_base"] or row["flops_pruned"]):
             counts = ", ".join(f"{c} {row[c]}" for c in ("flops_base", "flops_pruned") if row[c])
-            row["notes"] = row.get("notes", "") + f"; reported {counts} with no way to tell MACs from FLOPs, so kept here only"
+            row["notes"] = (
+                row.get("notes", "") + f"; reported {counts} with no way to tell MACs from FLOPs, so kept here only"
+            )
             row["flops_base"] = row["flops_pruned"] = ""
     return filled

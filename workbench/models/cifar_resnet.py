@@ -67,7 +67,7 @@ class CifarResNet(nn.Module):
 
 
 def _register(depth: int) -> None:
-    @MODELS.register(f"resnet{depth}", kind="cifar-resnet")
+    @MODELS.register(f"resnet{depth}", kind="cifar-resnet", input_shape=(3, 32, 32))
     def factory(num_classes: int = 10, input_shape=(3, 32, 32)) -> nn.Module:
         return CifarResNet(depth, num_classes, input_shape[0])
 

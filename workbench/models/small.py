@@ -9,7 +9,7 @@ import torch.nn as nn
 from workbench.models.registry import MODELS
 
 
-@MODELS.register("small_cnn", kind="small")
+@MODELS.register("small_cnn", kind="small", input_shape=(1, 8, 8))
 def small_cnn(num_classes: int = 10, input_shape=(1, 8, 8)) -> nn.Module:
     """Three 3x3 conv layers (32, 64, 64 channels) with batch norm, one pooling, a linear classifier."""
     c, h, w = input_shape
@@ -23,7 +23,7 @@ def small_cnn(num_classes: int = 10, input_shape=(1, 8, 8)) -> nn.Module:
     )  # fmt: skip
 
 
-@MODELS.register("cnn1d", kind="small")
+@MODELS.register("cnn1d", kind="small", input_shape=(1, 40))
 def cnn1d(num_classes: int = 10, input_shape=(1, 40)) -> nn.Module:
     """Three strided 1-D conv layers (32, 64, 64 channels) and a linear classifier."""
     c, length = input_shape
@@ -38,7 +38,7 @@ def cnn1d(num_classes: int = 10, input_shape=(1, 40)) -> nn.Module:
     )  # fmt: skip
 
 
-@MODELS.register("mlp", kind="small")
+@MODELS.register("mlp", kind="small", input_shape=(1, 40))
 def mlp(num_classes: int = 10, input_shape=(1, 40)) -> nn.Module:
     """Two hidden layers of 256 ReLU units on the flattened input."""
     features = math.prod(input_shape)

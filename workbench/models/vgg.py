@@ -31,6 +31,6 @@ class CifarVGG(nn.Module):
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
 
-@MODELS.register("vgg16_cifar", kind="vgg")
+@MODELS.register("vgg16_cifar", kind="vgg", input_shape=(3, 32, 32))
 def vgg16_cifar(num_classes: int = 10, input_shape=(3, 32, 32)) -> nn.Module:
     return CifarVGG(VGG16_CFG, num_classes, input_shape[0])

@@ -11,7 +11,7 @@ ARCHITECTURES = ("resnet18", "resnet50", "vgg16", "mobilenet_v2")
 
 
 def _register(arch: str) -> None:
-    @MODELS.register(arch, kind="torchvision")
+    @MODELS.register(arch, kind="torchvision", input_shape=(3, 224, 224))
     def factory(num_classes: int = 1000, input_shape=(3, 224, 224), weights_file: str | None = None) -> nn.Module:
         import torchvision
 

@@ -1,0 +1,109 @@
+"""`workbench bench speedup`: prune a model physically and measure what it buys on this CPU."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+import torch
+
+from workbench import metrics, models, speed
+from workbench.pruning import METHODS, structural
+from workbench.pruning.masks import make_permanent, prune_global
+
+
+def filter_criterion(name: str, model, calibration):
+    """The registered filter-ranking importance `name`, built on `model` as it is now."""
+    if METHODS.info(METHODS.check(name)).get("family") != "filter-ranking":
+        known = ", ".join(METHODS.names(family="filter-ranking"))
+        raise ValueError(f"unknown criterion {name!r}; known: {known}")
+    return METHODS.get(name)(model, calibration)
+
+
+def unstructured_twin(dense, pruned) -> torch.nn.Module:
+    """A dense-shaped copy with global-magnitude zeros leaving as many conv/linear weights as `pruned` has."""
+    keep = sum(m.weight.numel() for _, m in metrics.prunable_layers(pruned))
+    total = sum(m.weight.numel() for _, m in metrics.prunable_layers(dense))
+    twin = copy.deepcopy(dense)
+    prune_global(twin, 1 - keep / total)
+    return make_permanent(twin)  # zeros stored densely: what a masked model runs in PyTorch
+
+
+def speedup(
+    model: str = "resnet56",
+    criterion: str = "l1",
+    flops_reduction: float = 2.0,
+    batch_size: int = 64,
+    threads: int | None = None,
+    round_to: int | None = None,
+    allocation: str = "uniform",
+    fuse_bn: bool = True,
+    channels_last: bool = False,
+    calibration_size: int = 64,
+    seed: int = 0,
+) -> dict:
+    """Prune a randomly initialised `model` to `flops_reduction` with `criterion`; time dense, pruned and masks."""
+    METHODS.check(criterion)
+    shape = tuple(models.MODELS.info(model)["input_shape"])
+    threads = threads or torch.get_num_threads()
+    torch.manual_seed(seed)
+    dense = structural.make_traceable(models.build(model, 10, shape)).eval()
+    calibration = torch.randn(calibration_size, *shape)  # timing needs no trained weights or real images
+    pruned = copy.deepcopy(dense)
+    structural.prune_structured(
+        pruned,
+        shape,
+        lambda m: filter_criterion(criterion, m, calibration),
+        structural.Target(flops_reduction=flops_reduction),
+        allocation,
+        round_to,
+    )
+    options = {"fuse_bn": fuse_bn, "channels_last": channels_last}
+    report = speed.speed_report(dense, pruned, shape, batch_size, threads, **options)
+    twin = speed.compare_latency(dense, unstructured_twin(dense, pruned), shape, batch_size, threads, **options)
+    return {
+        "model": model,
+        "criterion": criterion,
+        "flops_reduction_target": flops_reduction,
+        "allocation": allocation,
+        "round_to": round_to,
+        **report,
+        "unstructured_nonzero_params": metrics.count_params(unstructured_twin(dense, pruned))["nonzero_params"],
+        "unstructured_latency_ms": twin["latency_ms_pruned"],
+        "unstructured_speedup": twin["speedup"],
+    }
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (speed belongs here, not in tests)")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    p = kinds.add_parser("speedup", help="measured speedup of physical channel pruning vs FLOPs")
+    p.add_argument("--model", default="resnet56")
+    p.add_argument("--criterion", default="l1")
+    p.add_argument("--flops-reduction", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None, help="default: torch's current thread count")
+    p.add_argument("--round-to", type=int, default=None, help="keep channel counts multiples of this")
+    p.add_argument("--allocation", default="uniform", choices=structural.ALLOCATIONS)
+    p.add_argument("--no-fuse", action="store_true", help="do not fold batch norm into convolutions")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handler(a) -> int:
+        models.MODELS.check(a.model)
+        result = speedup(
+            a.model,
+            a.criterion,
+            a.flops_reduction,
+            a.batch_size,
+            a.threads,
+            a.round_to,
+            a.allocation,
+            not a.no_fuse,
+            a.channels_last,
+        )
+        print(json.dumps(result) if a.json else "\n".join(f"{k:>28}: {v}" for k, v in result.items()))
+        return 0
+
+    p.set_defaults(handler=handler)
