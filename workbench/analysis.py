@@ -25,10 +25,13 @@ def key_figures(results: pd.DataFrame) -> pd.DataFrame:
     target, the achieved sparsity and nonzero parameters, which must agree across seeds."""
     grouped = results.groupby(["method", "target_sparsity"], sort=True)
     table = grouped.agg(
-        sparsity_min=("sparsity", "min"), sparsity_max=("sparsity", "max"),
-        nonzero_min=("nonzero_params", "min"), nonzero_max=("nonzero_params", "max"),
-        params=("params", "first"), flops=("flops", "first"),
-    ).reset_index()  # fmt: skip
+        sparsity_min=("sparsity", "min"),
+        sparsity_max=("sparsity", "max"),
+        nonzero_min=("nonzero_params", "min"),
+        nonzero_max=("nonzero_params", "max"),
+        params=("params", "first"),
+        flops=("flops", "first"),
+    ).reset_index()
     return table.round({"sparsity_min": 4, "sparsity_max": 4})
 
 
@@ -77,3 +80,81 @@ def magnitude_conclusions(summary: pd.DataFrame, layers: pd.DataFrame, tolerance
             f"to {row['max']:.2f} ({row['most_pruned_layer']})."
         )
     return lines
+
+
+def structured_key_figures(results: pd.DataFrame) -> pd.DataFrame:
+    """Per criterion and FLOPs target: achieved FLOPs reduction and parameters of the structured models, which
+    uniform allocation makes independent of the criterion and of training noise (equal over seeds)."""
+    structured = results[results["structure"] == "structured"]
+    table = structured.groupby(["method", "flops_reduction_target"], sort=True).agg(
+        flops_reduction_min=("flops_reduction", "min"),
+        flops_reduction_max=("flops_reduction", "max"),
+        params_min=("params", "min"),
+        params_max=("params", "max"),
+    )
+    return table.reset_index().round({"flops_reduction_min": 3, "flops_reduction_max": 3})
+
+
+def structured_conclusions(results: pd.DataFrame, agreement: pd.DataFrame) -> list[str]:
+    """Sentences computed from a structured sweep: best criterion, measured speed, criteria agreement."""
+    structured = results[results["structure"] == "structured"]
+    summary = summarize(structured, by=("method", "flops_reduction_target"))
+    top = summary["flops_reduction_target"].max()
+    at_top = summary[summary["flops_reduction_target"] == top].sort_values("top1_mean", ascending=False)
+    best, worst = at_top.iloc[0], at_top.iloc[-1]
+    lines = [
+        f"At {top:g}x fewer FLOPs, {best['method']} keeps the most accuracy ({best['top1_mean']:.3f} mean top-1, "
+        f"dense {best['dense']:.3f}); {worst['method']} the least ({worst['top1_mean']:.3f})."
+    ]
+    spread = at_top["top1_mean"].max() - at_top["top1_mean"].min()
+    noise = at_top["top1_sd"].max()
+    if pd.notna(noise) and spread <= 2 * noise:
+        lines.append(
+            f"The spread between criteria ({spread:.3f}) is within twice the largest seed spread "
+            f"({noise:.3f}): on this setting the criteria are not distinguishable."
+        )
+    size = results["latency_batch_size"].iloc[0]
+    for structure, row in results.groupby("structure")[["speedup", "efficiency"]].median().iterrows():
+        lines.append(
+            f"Trained models at the data's input size, batch {size}, {structure}: median measured speedup "
+            f"{row['speedup']:.2f}x, efficiency (speedup / FLOPs speedup) {row['efficiency']:.2f}."
+        )
+    pairs = [(a, b, agreement.loc[a, b]) for i, a in enumerate(agreement.index) for b in agreement.columns[i + 1 :]]
+    if pairs:
+        high, low = max(pairs, key=lambda p: p[2]), min(pairs, key=lambda p: p[2])
+        lines.append(
+            f"Criteria agreement: {high[0]} and {high[1]} overlap most (Jaccard {high[2]:.2f}), "
+            f"{low[0]} and {low[1]} least ({low[2]:.2f})."
+        )
+    return lines
+
+
+def equal_size_comparison(results: pd.DataFrame) -> pd.DataFrame:
+    """Structured runs of the criterion the masked twins were matched to, beside those twins: mean top-1,
+    nonzero parameters, FLOPs speedup and measured speedup per FLOPs target."""
+    twins = results[results["structure"] == "unstructured"]
+    if twins.empty:
+        return pd.DataFrame()
+    matched = twins["matched_to"].iloc[0]
+    rows = results[(results["structure"] == "unstructured") | (results["method"] == matched)]
+    return (
+        rows.groupby(["flops_reduction_target", "structure"], sort=True)
+        .agg(
+            top1=("top1", "mean"),
+            nonzero_params=("nonzero_params", "mean"),
+            flops_speedup=("flops_speedup", "mean"),
+            speedup=("speedup", "mean"),
+            seeds=("seed", "nunique"),
+        )
+        .reset_index()
+    )
+
+
+def speed_conclusions(native: pd.DataFrame) -> list[str]:
+    """One sentence per benchmark row (FLOPs target and batch size) of bench.speedup results."""
+    return [
+        f"{r['model']} at {r['flops_speedup']:.2f}x fewer FLOPs, batch {r['batch_size']}, {r['threads']} thread(s): "
+        f"{r['speedup']:.2f}x faster (efficiency {r['efficiency']:.2f}); masks with as many nonzero weights: "
+        f"{r['unstructured_speedup']:.2f}x."
+        for _, r in native.iterrows()
+    ]

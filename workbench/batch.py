@@ -112,14 +112,25 @@ def write_index() -> Path:
         stem = executed.stem
         link = f"[notebooks/{executed.name}](notebooks/{executed.name}), [HTML](notebooks/{stem}.html)"
         lines += [f"## {stem}", "", f"Source: `notebooks/{executed.name}`; executed: {link}.", ""]
-        params = meta.get("parameters", {})
-        lines.append("Parameters: " + (", ".join(f"`{k}={v!r}`" for k, v in params.items()) or "defaults") + ".")
+        lines.append("Parameters: " + ", ".join(_parameter_text(paths.notebooks_dir() / executed.name, meta)) + ".")
         made = [p for sub in ("figures", "tables", "results") for p in sorted((reports / sub).glob(f"{stem}*"))]
         made = [f for p in made for f in (sorted(p.rglob("*.*")) if p.is_dir() else [p])]
         lines += ["", "Files:"] + [f"- [{f.relative_to(reports)}]({f.relative_to(reports)})" for f in made] + [""]
     index = reports / "README.md"
     index.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return index
+
+
+def _parameter_text(source: Path, meta: dict) -> list[str]:
+    """Every parameter as `name=value`: the values passed, then the notebook's defaults (marked so)."""
+    import papermill as pm
+
+    passed = meta.get("parameters", {})
+    shown = [f"`{k}={v!r}`" for k, v in passed.items()]
+    if source.exists():
+        defaults = pm.inspect_notebook(str(source))
+        shown += [f"`{k}={p['default']}` (default)" for k, p in defaults.items() if k not in passed]
+    return shown or ["none"]
 
 
 def run(selection: list[str] | None = None, overrides: dict | None = None, parameter_file: str | None = None) -> int:

@@ -13,12 +13,11 @@ from workbench.pruning import METHODS, structural
 from workbench.pruning.masks import make_permanent, prune_global
 
 
-def filter_criterion(name: str, model, calibration):
-    """The registered filter-ranking importance `name`, built on `model` as it is now."""
-    if METHODS.info(METHODS.check(name)).get("family") != "filter-ranking":
-        known = ", ".join(METHODS.names(family="filter-ranking"))
-        raise ValueError(f"unknown criterion {name!r}; known: {known}")
-    return METHODS.get(name)(model, calibration)
+def check_criterion(name: str) -> str:
+    """`name` if it is a registered filter-ranking criterion, else a one-line error listing them."""
+    if name not in METHODS or METHODS.info(name).get("family") != "filter-ranking":
+        raise ValueError(f"unknown criterion {name!r}; known: {', '.join(METHODS.names(family='filter-ranking'))}")
+    return name
 
 
 def unstructured_twin(dense, pruned) -> torch.nn.Module:
@@ -36,25 +35,25 @@ def speedup(
     flops_reduction: float = 2.0,
     batch_size: int = 64,
     threads: int | None = None,
-    round_to: int | None = None,
+    round_to: int | None = 8,
     allocation: str = "uniform",
     fuse_bn: bool = True,
-    channels_last: bool = False,
+    channels_last: bool = True,
     calibration_size: int = 64,
     seed: int = 0,
 ) -> dict:
     """Prune a randomly initialised `model` to `flops_reduction` with `criterion`; time dense, pruned and masks."""
-    METHODS.check(criterion)
+    factory = METHODS.get(check_criterion(criterion))
     shape = tuple(models.MODELS.info(model)["input_shape"])
     threads = threads or torch.get_num_threads()
     torch.manual_seed(seed)
-    dense = structural.make_traceable(models.build(model, 10, shape)).eval()
+    dense = models.build(model, 10, shape).eval()  # timed as users run it (option-A shortcuts as slicing)
     calibration = torch.randn(calibration_size, *shape)  # timing needs no trained weights or real images
-    pruned = copy.deepcopy(dense)
+    pruned = structural.make_traceable(copy.deepcopy(dense))
     structural.prune_structured(
         pruned,
         shape,
-        lambda m: filter_criterion(criterion, m, calibration),
+        lambda m: factory(m, calibration),
         structural.Target(flops_reduction=flops_reduction),
         allocation,
         round_to,
@@ -84,24 +83,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flops-reduction", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=None, help="default: torch's current thread count")
-    p.add_argument("--round-to", type=int, default=None, help="keep channel counts multiples of this")
+    p.add_argument("--round-to", type=int, default=8, help="keep channel counts multiples of this (0: off)")
     p.add_argument("--allocation", default="uniform", choices=structural.ALLOCATIONS)
     p.add_argument("--no-fuse", action="store_true", help="do not fold batch norm into convolutions")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--nchw", action="store_true", help="time in NCHW instead of channels-last memory format")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handler(a) -> int:
         models.MODELS.check(a.model)
+        options = {"round_to": a.round_to or None, "fuse_bn": not a.no_fuse, "channels_last": not a.nchw}
         result = speedup(
-            a.model,
-            a.criterion,
-            a.flops_reduction,
-            a.batch_size,
-            a.threads,
-            a.round_to,
-            a.allocation,
-            not a.no_fuse,
-            a.channels_last,
+            a.model, a.criterion, a.flops_reduction, a.batch_size, a.threads, allocation=a.allocation, **options
         )
         print(json.dumps(result) if a.json else "\n".join(f"{k:>28}: {v}" for k, v in result.items()))
         return 0

@@ -83,7 +83,7 @@ class PruneConfig:
     flops_reduction: float = 2.0  # structured: dense FLOPs / pruned FLOPs to reach (>= 1)
     allocation: str = "uniform"  # structured: same channel fraction per group, or one global ranking
     iterative_steps: int = 1  # structured: reach the target in this many prune + fine-tune rounds
-    round_to: int = 0  # structured: keep channel counts multiples of this (0: no rounding)
+    round_to: int = 8  # structured: keep channel counts multiples of this (0: no rounding); CPUs prefer 8
     calibration_size: int = 128  # data-dependent criteria: training images they may look at
 
     def __post_init__(self):

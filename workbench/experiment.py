@@ -79,6 +79,54 @@ def measure(model: nn.Module, bundle: wdata.DataBundle) -> tuple[dict, list[dict
     return scalar, layers
 
 
+class DenseBaselines:
+    """The dense model and its measurements per seed, trained (or loaded from the cache) on first use."""
+
+    def __init__(self, bundle: wdata.DataBundle):
+        self.bundle = bundle
+        self.by_seed: dict[int, tuple[nn.Module, dict]] = {}
+
+    def get(self, config: RunConfig) -> tuple[nn.Module, dict]:
+        if config.seed not in self.by_seed:
+            model, _ = training.dense_baseline(config, self.bundle)
+            self.by_seed[config.seed] = (model, measure(model, self.bundle)[0])
+        return self.by_seed[config.seed]
+
+    def rows(self) -> pd.DataFrame:
+        return pd.DataFrame([{"seed": seed, **m} for seed, (_, m) in self.by_seed.items()])
+
+    def models(self) -> dict[int, nn.Module]:
+        return {seed: model for seed, (model, _) in self.by_seed.items()}
+
+
+def new_record(
+    notebook: str,
+    family: str,
+    method: str,
+    config: RunConfig,
+    scalar: dict,
+    layers: list,
+    made_by: dict,
+    target_sparsity: float | None = None,
+    **extra,
+) -> records.RunRecord:
+    """A RunRecord whose id hashes the notebook, method and full configuration."""
+    return records.RunRecord(
+        run_id=wconfig.config_hash({"notebook": notebook, "config": config, "method": method}),
+        notebook=notebook,
+        family=family,
+        method=method,
+        model=config.model.name,
+        dataset=config.data.dataset,
+        seed=config.seed,
+        target_sparsity=target_sparsity,
+        config=config.to_dict(),
+        metrics={**scalar, **extra},
+        layers=layers,
+        provenance=made_by,
+    )
+
+
 def run_sweep(notebook: str, family: str, methods, sparsities, seeds, **params) -> SweepResult:
     """Train (or reuse) the dense baselines, then prune, fine-tune and measure every grid point.
 
@@ -92,27 +140,24 @@ def run_sweep(notebook: str, family: str, methods, sparsities, seeds, **params) 
             raise wconfig.ConfigError(f"method {c.prune.method!r} is not in family {family!r}; known: {known}")
     first = configs[0]
     bundle = wdata.load(first.data.dataset, first.data.split_seed)
-    made_by = provenance()
-    runs, dense_rows, layer_rows, dense_cache = [], [], [], {}
+    dense, made_by = DenseBaselines(bundle), provenance()
+    runs, layer_rows = [], []
     for config in tqdm(configs, desc=f"{notebook} runs"):
-        if config.seed not in dense_cache:
-            dense_model, info = training.dense_baseline(config, bundle)
-            dense_metrics, _ = measure(dense_model, bundle)
-            dense_cache[config.seed] = (dense_model, dense_metrics)
-            dense_rows.append({"seed": config.seed, **dense_metrics})
-        dense_model, dense_metrics = dense_cache[config.seed]
+        dense_model, dense_metrics = dense.get(config)
         model = prune_and_finetune(copy.deepcopy(dense_model), config, bundle)
         scalar, layers = measure(model, bundle)
-        scalar["dense_top1"] = dense_metrics["top1"]
-        scalar["epochs"], scalar["finetune_epochs"] = config.train.epochs, config.prune.finetune_epochs
-        record = records.RunRecord(
-            run_id=wconfig.config_hash({"notebook": notebook, "config": config}),
-            notebook=notebook, family=family, method=config.prune.method, model=config.model.name,
-            dataset=config.data.dataset, seed=config.seed, target_sparsity=config.prune.sparsity,
-            config=config.to_dict(), metrics=scalar, layers=layers, provenance=made_by,
-        )  # fmt: skip
+        extra = {
+            "dense_top1": dense_metrics["top1"],
+            "epochs": config.train.epochs,
+            "finetune_epochs": config.prune.finetune_epochs,
+        }
+        record = new_record(
+            notebook, family, config.prune.method, config, scalar, layers, made_by, config.prune.sparsity, **extra
+        )
         runs.append(record)
-        layer_rows += [{"method": record.method, "seed": record.seed, "target_sparsity": record.target_sparsity,
-                        **row} for row in layers]  # fmt: skip
+        layer_rows += [
+            {"method": record.method, "seed": record.seed, "target_sparsity": record.target_sparsity, **row}
+            for row in layers
+        ]
     records.write_notebook_records(notebook, runs)
-    return SweepResult(records.records_frame(runs), pd.DataFrame(layer_rows), pd.DataFrame(dense_rows), runs)
+    return SweepResult(records.records_frame(runs), pd.DataFrame(layer_rows), dense.rows(), runs)

@@ -90,7 +90,14 @@ def top1(model: nn.Module, loader) -> float:
 
 
 @torch.inference_mode()
-def latency_ms(model: nn.Module, input_shape, batch_size: int = 1, threads: int = 1, min_run_time: float = 0.5):
+def latency_ms(
+    model: nn.Module,
+    input_shape,
+    batch_size: int = 1,
+    threads: int = 1,
+    min_run_time: float = 0.5,
+    channels_last: bool = False,
+):
     """Median forward latency in milliseconds, measured with torch.utils.benchmark.
 
     Returns a dict with latency_ms, batch_size and threads, so a number never travels without its setting.
@@ -99,6 +106,8 @@ def latency_ms(model: nn.Module, input_shape, batch_size: int = 1, threads: int 
 
     model.eval()
     x = torch.randn(batch_size, *input_shape)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return {"latency_ms": measurement.median * 1e3, "batch_size": batch_size, "threads": threads}

@@ -91,3 +91,48 @@ def plot_layer_sparsity(layers: pd.DataFrame, target: float, methods=None, ax=No
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_heatmap(matrix: pd.DataFrame, title: str = "", ax=None, fmt: str = ".2f"):
+    """An annotated heatmap of a square table such as criteria agreement (values in [0, 1])."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 * len(matrix) + 2, 0.8 * len(matrix) + 1.5))
+    sns.heatmap(matrix, annot=True, fmt=fmt, vmin=0, vmax=1, cmap="viridis", square=True, ax=ax)
+    ax.set_title(title)
+    return ax
+
+
+def plot_speed_vs_flops(frame: pd.DataFrame, hue: str = "structure", style: str | None = None, ax=None):
+    """Measured speedup against FLOPs speedup; the dashed diagonal is 'speed exactly as FLOPs predict'."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.scatterplot(data=frame, x="flops_speedup", y="speedup", hue=hue, style=style or hue, s=70, ax=ax)
+    top = max(frame["flops_speedup"].max(), frame["speedup"].max()) * 1.05
+    ax.plot([1, top], [1, top], "k--", linewidth=1, label="speedup = FLOPs speedup")
+    ax.axhline(1, color="grey", linewidth=0.8)
+    ax.set_xlabel("FLOPs speedup (dense FLOPs / pruned FLOPs)")
+    ax.set_ylabel("measured CPU speedup (latency ratio)")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_audit(rows: list[dict], ax=None):
+    """Channels of every coupled group, coloured by whether it may be pruned, labelled by its root layer."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = pd.DataFrame(rows)
+    frame["status"] = frame["reason"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.4, 0.28 * len(frame) + 2), 4.2))
+    sns.barplot(data=frame, x="root", y="channels", hue="status", dodge=False, ax=ax)
+    ax.tick_params(axis="x", rotation=90, labelsize="x-small")
+    ax.set_xlabel("group (named by its root layer)")
+    ax.set_ylabel("channels in the group")
+    return ax

@@ -19,7 +19,7 @@ from workbench import config as wconfig
 from workbench import data as wdata
 from workbench import metrics, records, speed, training
 from workbench.config import RunConfig
-from workbench.experiment import as_list, measure
+from workbench.experiment import DenseBaselines, as_list, measure, new_record
 from workbench.provenance import provenance
 from workbench.pruning import METHODS, structural
 from workbench.pruning.masks import prune_global
@@ -29,9 +29,13 @@ FAMILY = "filter-ranking"
 
 @dataclass
 class StructuredSweep:
+    """Tidy results (column `structure`: structured or unstructured), dense rows, records, dense models."""
+
     results: pd.DataFrame
     dense: pd.DataFrame
     records: list[records.RunRecord]
+    dense_models: dict[int, nn.Module]
+    bundle: wdata.DataBundle
 
 
 def plan(criteria, flops_reductions, seeds, **params) -> list[RunConfig]:
@@ -95,35 +99,18 @@ def masked_twin(dense: nn.Module, pruned: nn.Module, config: RunConfig, bundle: 
     return twin
 
 
-def timing(dense: nn.Module, model: nn.Module, shape, batch_size: int, threads: int) -> dict:
-    """Latency of dense vs `model` (short, alternating rounds) with FLOPs speedup and efficiency."""
+def timing(dense: nn.Module, model: nn.Module, shape, batch_size: int, threads: int, flops_speedup: float) -> dict:
+    """Latency of dense vs `model` (short, alternating rounds), and its efficiency against `flops_speedup`."""
     t = speed.compare_latency(dense, model, shape, batch_size, threads, rounds=3, min_run_time=0.1)
-    flops_speedup = metrics.flop_count(dense, shape)["flops"] / metrics.flop_count(model, shape)["flops"]
     return {
         "latency_ms_dense": t["latency_ms_dense"],
         "latency_ms": t["latency_ms_pruned"],
         "speedup": t["speedup"],
+        "flops_speedup": flops_speedup,
         "efficiency": t["speedup"] / flops_speedup,
         "latency_batch_size": batch_size,
         "latency_threads": threads,
     }
-
-
-def _record(notebook, family, method, config, scalar, layers, made_by, **extra) -> records.RunRecord:
-    return records.RunRecord(
-        run_id=wconfig.config_hash({"notebook": notebook, "config": config, "method": method}),
-        notebook=notebook,
-        family=family,
-        method=method,
-        model=config.model.name,
-        dataset=config.data.dataset,
-        seed=config.seed,
-        target_sparsity=extra.pop("target_sparsity", None),
-        config=config.to_dict(),
-        metrics={**scalar, **extra},
-        layers=layers,
-        provenance=made_by,
-    )
 
 
 def run_structured_sweep(
@@ -141,14 +128,9 @@ def run_structured_sweep(
     configs = plan(criteria, flops_reductions, seeds, **params)
     bundle = wdata.load(configs[0].data.dataset, configs[0].data.split_seed)
     shape, made_by = bundle.input_shape, provenance()
-    runs, dense_rows, dense_cache, twinned = [], [], {}, set()
+    dense, runs, twinned = DenseBaselines(bundle), [], set()
     for config in tqdm(configs, desc=f"{notebook} runs"):
-        if config.seed not in dense_cache:
-            dense_model, _ = training.dense_baseline(config, bundle)
-            dense_metrics, _ = measure(dense_model, bundle)
-            dense_cache[config.seed] = (dense_model, dense_metrics)
-            dense_rows.append({"seed": config.seed, **dense_metrics})
-        dense_model, dense_metrics = dense_cache[config.seed]
+        dense_model, dense_metrics = dense.get(config)
         model = prune_physically(dense_model, config, bundle)
         scalar, layers = measure(model, bundle)
         removed = 1 - prunable_weights(model) / prunable_weights(dense_model)
@@ -158,29 +140,31 @@ def run_structured_sweep(
             "flops_reduction": dense_metrics["flops"] / scalar["flops"],
             "allocation": config.prune.allocation,
             "iterative_steps": config.prune.iterative_steps,
-            **timing(dense_model, model, shape, latency_batch_size, latency_threads),
         }
+        common.update(timing(dense_model, model, shape, latency_batch_size, latency_threads, common["flops_reduction"]))
         scalar["sparsity"] = removed  # the fraction of the dense model's conv/linear weights that are gone
-        runs.append(_record(notebook, FAMILY, config.prune.method, config, scalar, layers, made_by, **common))
+        runs.append(new_record(notebook, FAMILY, config.prune.method, config, scalar, layers, made_by, **common))
         key = (config.seed, config.prune.flops_reduction)
         if twins and key not in twinned and config.prune.method == configs[0].prune.method:
             twinned.add(key)
             twin = masked_twin(dense_model, model, config, bundle)
             t_scalar, t_layers = measure(twin, bundle)
+            # masks promise the FLOPs of their nonzero weights, while dense kernels still run all of them
+            promised = dense_metrics["flops"] / t_scalar["effective_flops"]
             t_common = {
                 **common,
-                **timing(dense_model, twin, shape, latency_batch_size, latency_threads),
-                "flops_reduction": dense_metrics["flops"] / t_scalar["flops"],
+                **timing(dense_model, twin, shape, latency_batch_size, latency_threads, promised),
+                "flops_reduction": promised,
                 "matched_to": config.prune.method,
                 "target_sparsity": round(removed, 6),
             }
             runs.append(
-                _record(notebook, "magnitude", "global_magnitude", config, t_scalar, t_layers, made_by, **t_common)
+                new_record(notebook, "magnitude", "global_magnitude", config, t_scalar, t_layers, made_by, **t_common)
             )
     records.write_notebook_records(notebook, runs)
     frame = records.records_frame(runs)
     frame["structure"] = [("unstructured" if r.family == "magnitude" else "structured") for r in runs]
-    return StructuredSweep(frame, pd.DataFrame(dense_rows), runs)
+    return StructuredSweep(frame, dense.rows(), runs, dense.models(), bundle)
 
 
 def agreement(

@@ -3,7 +3,7 @@
 `METHODS.names(family="magnitude")` lists a family; `METHODS.get(name)` returns its mask function.
 """
 
-from workbench.pruning import magnitude  # noqa: F401  (register the methods)
+from workbench.pruning import magnitude, ranking  # noqa: F401  (register the methods)
 from workbench.pruning.registry import METHODS
 
 __all__ = ["METHODS"]

@@ -52,12 +52,12 @@ def batches(calibration: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor
 
 
 @contextmanager
-def evaluating(model: nn.Module):
-    """Run the body with `model` in eval mode and without autograd; restore its training flag afterwards."""
+def evaluating(model: nn.Module, grad: bool = False):
+    """Run the body with `model` in eval mode (and without autograd unless `grad`); restore its training flag."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             yield model
     finally:
         model.train(was_training)
@@ -76,13 +76,13 @@ def hooks(registrations: list[Callable[[], torch.utils.hooks.RemovableHandle]]):
             handle.remove()
 
 
-def _device(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
 
 def activation_sources(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, nn.Module]:
-    """For each conv/linear layer, the module whose output is its activation: the BatchNorm fed directly by it, or itself.
+    """For each conv/linear layer, the module whose output is its activation: the BatchNorm it feeds, or itself.
 
     The pairing is found by running `example` and matching tensors by identity, so it holds for Sequential models
     and for functional forward code alike.
@@ -106,31 +106,37 @@ def activation_sources(model: nn.Module, example: torch.Tensor) -> dict[nn.Modul
     registrations = [lambda m=m: m.register_forward_hook(remember) for m in layers]
     registrations += [lambda m=m: m.register_forward_hook(pair) for m in norms]
     with evaluating(model), hooks(registrations):
-        model(example.to(_device(model)))
+        model(example.to(device_of(model)))
     return sources
 
 
 def channel_statistics(
-    model: nn.Module, calibration: torch.Tensor, statistic: Statistic, batch_size: int = 64
+    model: nn.Module,
+    calibration: torch.Tensor,
+    statistic: Statistic,
+    batch_size: int = 64,
+    outputs: set[nn.Module] | None = None,
+    inputs: set[nn.Module] | None = None,
 ) -> ChannelStatistics:
-    """Mean of `statistic` per channel over the calibration inputs, on ReLU(activation) after and before every layer.
+    """Mean of `statistic` per channel over the calibration inputs, on ReLU(activation) after and before layers.
 
-    After a conv/linear layer, the activation is the output of the BatchNorm that follows it (if any) passed through
-    ReLU; before a layer, it is the layer's input (ReLU applied, a no-op on post-ReLU inputs). The model runs in eval
-    mode without autograd, one mini-batch at a time; all hooks are removed before returning.
+    After a conv/linear layer (those in `outputs`; default all), the activation is the output of the BatchNorm that
+    follows it (if any) passed through ReLU; before a conv layer (those in `inputs`; default all), it is the layer's
+    input, ReLU applied (a no-op on post-ReLU inputs). The model runs in eval mode without autograd, one mini-batch
+    at a time; all hooks are removed before returning.
     """
     sources = activation_sources(model, calibration[:1])
-    sums_out: dict[nn.Module, torch.Tensor] = {}
-    sums_in: dict[nn.Module, torch.Tensor] = {}
-    seen_out: dict[nn.Module, int] = {}
-    seen_in: dict[nn.Module, int] = {}
+    outputs = set(sources) if outputs is None else set(outputs) & set(sources)
+    inputs = {m for m in sources if not isinstance(m, nn.Linear)} if inputs is None else set(inputs)
+    sums: dict[tuple[str, nn.Module], torch.Tensor] = {}
+    seen: dict[tuple[str, nn.Module], int] = {}
     cache: dict[int, torch.Tensor] = {}  # statistics of tensors that feed several layers, computed once per batch
+    keep: list[torch.Tensor] = []  # ... and the tensors themselves, so that their ids stay unique within a batch
 
-    def accumulate(sums, seen, key, activation):
+    def accumulate(key, activation):
         value = cache.get(id(activation))
         if value is None:
-            value = statistic(as_maps(torch.relu(activation.float())))
-            cache[id(activation)] = value
+            value = cache[id(activation)] = statistic(as_maps(torch.relu(activation.float())))
             keep.append(activation)
         sums[key] = sums[key] + value if key in sums else value.clone()
         seen[key] = seen.get(key, 0) + len(activation)
@@ -139,27 +145,27 @@ def channel_statistics(
         def hook(module, args, output):
             for layer in layers:
                 if output.ndim == 2 or not isinstance(layer, nn.Linear):  # a token-wise linear has no channel axis 1
-                    accumulate(sums_out, seen_out, layer, output)
+                    accumulate(("out", layer), output)
 
         return hook
 
     def on_input(module, args):
         if args and isinstance(args[0], torch.Tensor) and args[0].ndim >= 2:
-            accumulate(sums_in, seen_in, module, args[0])
+            accumulate(("in", module), args[0])
 
     by_source: dict[nn.Module, list[nn.Module]] = {}
-    for layer, source in sources.items():
-        by_source.setdefault(source, []).append(layer)
-    keep: list[torch.Tensor] = []
+    for layer in outputs:
+        by_source.setdefault(sources[layer], []).append(layer)
     registrations = [lambda s=s, ls=ls: s.register_forward_hook(on_output(ls)) for s, ls in by_source.items()]
-    registrations += [lambda m=m: m.register_forward_pre_hook(on_input) for m in sources if not isinstance(m, nn.Linear)]
-    device = _device(model)
+    registrations += [lambda m=m: m.register_forward_pre_hook(on_input) for m in inputs]
+    device = device_of(model)
     with evaluating(model), hooks(registrations):
         for batch in batches(calibration, batch_size):
             model(batch.to(device))
             cache.clear()
             keep.clear()
+    means = {key: total / seen[key] for key, total in sums.items()}
     return ChannelStatistics(
-        outputs={m: s / seen_out[m] for m, s in sums_out.items()},
-        inputs={m: s / seen_in[m] for m, s in sums_in.items()},
+        outputs={m: v for (side, m), v in means.items() if side == "out"},
+        inputs={m: v for (side, m), v in means.items() if side == "in"},
     )

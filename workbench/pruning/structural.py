@@ -121,19 +121,23 @@ def ratio_for_flops(
     round_to: int | None = None,
     tolerance: float = 0.01,
 ) -> float:
-    """The channel ratio whose pruned model has dense_flops / `reduction` FLOPs (bisection on copies)."""
+    """The channel ratio whose pruned model comes closest to dense_flops / `reduction` FLOPs (bisection on copies).
+
+    With channel rounding the reachable FLOPs are steps, so the closest ratio seen is returned.
+    """
     dense = metrics.flop_count(model, input_shape)["flops"]
     goal = dense / reduction
-    low, high = 0.0, 0.95
-    for _ in range(20):
+    low, high, best = 0.0, 0.95, (float("inf"), 0.0)
+    for _ in range(16):
         mid = (low + high) / 2
         trial = copy.deepcopy(model)
         prune_to_ratio(trial, input_shape, make_importance(trial), mid, allocation, round_to)
         flops = metrics.flop_count(trial, input_shape)["flops"]
-        if abs(flops - goal) <= tolerance * goal:
-            return mid
+        best = min(best, (abs(flops - goal) / goal, mid))
+        if best[0] <= tolerance:
+            break
         low, high = (mid, high) if flops > goal else (low, mid)
-    return high
+    return best[1]
 
 
 def prune_structured(
@@ -142,8 +146,27 @@ def prune_structured(
     """Prune `model` in place to `target`; `make_importance(model)` builds the criterion on the model as it is."""
     ratio = target.channel_ratio
     if ratio is None:
-        ratio = ratio_for_flops(model, input_shape, make_importance, target.flops_reduction, allocation, round_to)
-    return prune_to_ratio(model, input_shape, make_importance(model), ratio, allocation, round_to)
+        # uniform allocation removes the same counts whatever the criterion: search with a cheap one
+        search = (lambda m: tp.importance.MagnitudeImportance(p=1)) if allocation == "uniform" else make_importance
+        ratio = ratio_for_flops(model, input_shape, search, target.flops_reduction, allocation, round_to)
+    importance = make_importance(model)
+    if allocation == "global":
+        importance = MeanNormalized(importance)
+    return prune_to_ratio(model, input_shape, importance, ratio, allocation, round_to)
+
+
+class MeanNormalized(tp.importance.Importance):
+    """A criterion's group scores divided by their mean, so one global ranking compares groups of different
+    fan-in, map size or coupling on the same scale (each group's mean score becomes 1)."""
+
+    def __init__(self, importance):
+        self.importance = importance
+
+    def __call__(self, group):
+        scores = self.importance(group)
+        if scores is None:
+            return None
+        return scores / scores.abs().mean().clamp_min(1e-12)
 
 
 def audit(model: nn.Module, input_shape) -> list[dict]:
