@@ -1,4 +1,5 @@
-"""Test set-up: every file a test, a notebook kernel or matplotlib writes goes to a temporary folder."""
+"""Test set-up for `pytest tests` and `pytest --nbval notebooks` alike: every file a test, a notebook kernel or
+matplotlib writes (reports, cached baselines, Jupyter and IPython state) goes to a temporary folder."""
 
 import os
 import tempfile
