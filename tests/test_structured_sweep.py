@@ -53,7 +53,7 @@ def test_agreement_is_a_symmetric_jaccard_matrix(sweep):
 
 
 def test_only_filter_ranking_criteria_are_accepted():
-    with pytest.raises(ConfigError, match="unknown criterion 'lamp'; known: apoz, fpgm"):
+    with pytest.raises(ConfigError, match="criterion .lamp. is not in family .filter-ranking.; known: apoz, fpgm"):
         structured_sweep.plan(["lamp"], [2.0], [0])
     with pytest.raises(ConfigError, match="flops_reduction must be a number >= 1"):
         structured_sweep.plan(["l1"], [0.5], [0])

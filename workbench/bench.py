@@ -10,7 +10,7 @@ import torch
 
 from workbench import metrics, models, speed
 from workbench.pruning import METHODS, structural
-from workbench.pruning.masks import make_permanent, prune_global
+from workbench.pruning.masks import masked_like
 
 
 def check_criterion(name: str) -> str:
@@ -18,15 +18,6 @@ def check_criterion(name: str) -> str:
     if name not in METHODS or METHODS.info(name).get("family") != "filter-ranking":
         raise ValueError(f"unknown criterion {name!r}; known: {', '.join(METHODS.names(family='filter-ranking'))}")
     return name
-
-
-def unstructured_twin(dense, pruned) -> torch.nn.Module:
-    """A dense-shaped copy with global-magnitude zeros leaving as many conv/linear weights as `pruned` has."""
-    keep = sum(m.weight.numel() for _, m in metrics.prunable_layers(pruned))
-    total = sum(m.weight.numel() for _, m in metrics.prunable_layers(dense))
-    twin = copy.deepcopy(dense)
-    prune_global(twin, 1 - keep / total)
-    return make_permanent(twin)  # zeros stored densely: what a masked model runs in PyTorch
 
 
 def speedup(
@@ -60,7 +51,8 @@ def speedup(
     )
     options = {"fuse_bn": fuse_bn, "channels_last": channels_last}
     report = speed.speed_report(dense, pruned, shape, batch_size, threads, **options)
-    twin = speed.compare_latency(dense, unstructured_twin(dense, pruned), shape, batch_size, threads, **options)
+    masked = masked_like(dense, pruned)  # timed with its zeros stored densely: what masks run in PyTorch
+    twin = speed.compare_latency(dense, masked, shape, batch_size, threads, **options)
     return {
         "model": model,
         "criterion": criterion,
@@ -68,7 +60,7 @@ def speedup(
         "allocation": allocation,
         "round_to": round_to,
         **report,
-        "unstructured_nonzero_params": metrics.count_params(unstructured_twin(dense, pruned))["nonzero_params"],
+        "unstructured_nonzero_params": metrics.count_params(masked)["nonzero_params"],
         "unstructured_latency_ms": twin["latency_ms_pruned"],
         "unstructured_speedup": twin["speedup"],
     }

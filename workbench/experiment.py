@@ -36,6 +36,15 @@ def as_list(name: str, value) -> list:
     return list(value)
 
 
+def check_family(configs: list[RunConfig], family: str, noun: str = "method") -> list[RunConfig]:
+    """`configs` if every method is of `family`, else a one-line error listing the family's methods."""
+    for c in configs:
+        if METHODS.info(c.prune.method)["family"] != family:
+            known = ", ".join(METHODS.names(family=family))
+            raise wconfig.ConfigError(f"{noun} {c.prune.method!r} is not in family {family!r}; known: {known}")
+    return configs
+
+
 def plan(methods, sparsities, seeds, **params) -> list[RunConfig]:
     """Every RunConfig of the grid, all validated before anything is trained."""
     grid = itertools.product(as_list("seeds", seeds), as_list("methods", methods), as_list("sparsities", sparsities))
@@ -133,11 +142,7 @@ def run_sweep(notebook: str, family: str, methods, sparsities, seeds, **params) 
     `params` are flat RunConfig names (dataset, model, epochs, finetune_epochs, ...). Every record is written
     under reports/records/<notebook>/ and the tidy table to reports/results/<notebook>.csv.
     """
-    configs = plan(methods, sparsities, seeds, **params)
-    for c in configs:
-        if METHODS.info(c.prune.method)["family"] != family:
-            known = ", ".join(METHODS.names(family=family))
-            raise wconfig.ConfigError(f"method {c.prune.method!r} is not in family {family!r}; known: {known}")
+    configs = check_family(plan(methods, sparsities, seeds, **params), family)
     first = configs[0]
     bundle = wdata.load(first.data.dataset, first.data.split_seed)
     dense, made_by = DenseBaselines(bundle), provenance()

@@ -14,6 +14,11 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
 
 
+def prunable_weight_count(model: nn.Module) -> int:
+    """How many weights the conv/linear layers hold (their shapes, zeros included)."""
+    return sum(m.weight.numel() for _, m in prunable_layers(model))
+
+
 def effective_tensors(model: nn.Module):
     """Yield (name, tensor) for every parameter as the forward pass sees it (masks applied)."""
     for module_name, module in model.named_modules():

@@ -45,9 +45,12 @@ def compare_latency(
     min_run_time: float = 0.2,
     **ready,
 ) -> dict[str, float]:
-    """Median latency (ms) of dense and pruned over alternating rounds, their ratio and the settings used."""
-    a, b = inference_ready(dense, **ready), inference_ready(pruned, **ready)
-    last = ready.get("channels_last", True)
+    """Median latency (ms) of dense and pruned over alternating rounds, their ratio and the settings used.
+
+    `ready` takes inference_ready's options (fuse_bn, channels_last; both on when not given)."""
+    settings = {"fuse_bn": ready.get("fuse_bn", True), "channels_last": ready.get("channels_last", True)}
+    a, b = inference_ready(dense, **settings), inference_ready(pruned, **settings)
+    last = settings["channels_last"]
     dense_ms, pruned_ms = [], []
     for _ in range(rounds):
         dense_ms.append(metrics.latency_ms(a, input_shape, batch_size, threads, min_run_time, last)["latency_ms"])
@@ -60,7 +63,7 @@ def compare_latency(
         "batch_size": batch_size,
         "threads": threads,
         "rounds": rounds,
-        **{k: bool(v) for k, v in ready.items()},
+        **settings,
     }
 
 

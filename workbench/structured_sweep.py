@@ -19,10 +19,10 @@ from workbench import config as wconfig
 from workbench import data as wdata
 from workbench import metrics, records, speed, training
 from workbench.config import RunConfig
-from workbench.experiment import DenseBaselines, as_list, measure, new_record
+from workbench.experiment import DenseBaselines, as_list, check_family, measure, new_record
 from workbench.provenance import provenance
 from workbench.pruning import METHODS, structural
-from workbench.pruning.masks import prune_global
+from workbench.pruning.masks import masked_like
 
 FAMILY = "filter-ranking"
 
@@ -44,15 +44,7 @@ def plan(criteria, flops_reductions, seeds, **params) -> list[RunConfig]:
         as_list("seeds", seeds), as_list("criteria", criteria), as_list("flops_reductions", flops_reductions)
     )
     configs = [wconfig.from_flat(method=c, flops_reduction=r, seed=s, **params) for s, c, r in grid]
-    for c in configs:
-        if METHODS.info(c.prune.method)["family"] != FAMILY:
-            known = ", ".join(METHODS.names(family=FAMILY))
-            raise wconfig.ConfigError(f"unknown criterion {c.prune.method!r}; known: {known}")
-    return configs
-
-
-def prunable_weights(model: nn.Module) -> int:
-    return sum(m.weight.numel() for _, m in metrics.prunable_layers(model))
+    return check_family(configs, FAMILY, noun="criterion")
 
 
 def prune_physically(dense: nn.Module, config: RunConfig, bundle: wdata.DataBundle) -> nn.Module:
@@ -91,8 +83,7 @@ def masked_twin(dense: nn.Module, pruned: nn.Module, config: RunConfig, bundle: 
     """Global magnitude masks on a copy of `dense` leaving as many conv/linear weights as `pruned`, fine-tuned."""
     p, t = config.prune, config.train
     training.seed_everything(config.seed, t.threads)
-    twin = copy.deepcopy(dense)
-    prune_global(twin, 1 - prunable_weights(pruned) / prunable_weights(dense))
+    twin = masked_like(dense, pruned)
     loader = wdata.loader(bundle.train, config.data.batch_size, shuffle=True, seed=config.seed + 1)
     epochs = p.finetune_epochs * p.iterative_steps
     training.train(twin, loader, epochs, p.finetune_lr, t.momentum, t.weight_decay, desc="masked twin")
@@ -133,7 +124,7 @@ def run_structured_sweep(
         dense_model, dense_metrics = dense.get(config)
         model = prune_physically(dense_model, config, bundle)
         scalar, layers = measure(model, bundle)
-        removed = 1 - prunable_weights(model) / prunable_weights(dense_model)
+        removed = 1 - metrics.prunable_weight_count(model) / metrics.prunable_weight_count(dense_model)
         common = {
             "dense_top1": dense_metrics["top1"],
             "flops_reduction_target": config.prune.flops_reduction,

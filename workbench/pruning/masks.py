@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-from workbench.metrics import prunable_layers
+from workbench.metrics import prunable_layers, prunable_weight_count
 
 
 def mask_of(module: nn.Module) -> torch.Tensor:
@@ -37,6 +39,14 @@ def prune_global(model: nn.Module, sparsity: float, scores: dict[nn.Module, torc
         importance_scores=importance,
         amount=extra_to_prune(modules, sparsity),
     )
+
+
+def masked_like(dense: nn.Module, pruned: nn.Module) -> nn.Module:
+    """A copy of `dense` with global magnitude masks leaving as many conv/linear weights as `pruned` holds."""
+    twin = copy.deepcopy(dense)
+    with torch.no_grad():  # the masked weights stay plain tensors, so the twin can itself be copied
+        prune_global(twin, 1 - prunable_weight_count(pruned) / prunable_weight_count(dense))
+    return twin
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
