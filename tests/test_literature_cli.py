@@ -102,7 +102,7 @@ def test_search(lit, capsys):
 
 
 def test_validate_clean_and_dirty(lit, capsys):
-    argv = ["lit", "validate", "--no-methods", "--references", str(lit / "references.bib")]
+    argv = ["lit", "validate", "--references", str(lit / "references.bib")]
     assert run(argv) == 0
     assert capsys.readouterr().out.strip().endswith("0 problems")
     (lit / "results.csv").write_text(CSV.replace(",t1", ",t1\nnobody2020x,X,VGG-16,CIFAR-10,1,1,0,,,,,GFLOPs,,,,t"))
@@ -153,4 +153,4 @@ def test_merge(lit, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "4 entries from 2 files -> 2 papers" in printed
     assert (out / "results.csv").read_text().splitlines()[1].startswith("doe2019alpha,")
-    assert run(["lit", "validate", "--no-methods", "--references", str(out / "references.bib")]) == 0
+    assert run(["lit", "validate", "--references", str(out / "references.bib")]) == 0

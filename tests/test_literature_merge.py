@@ -173,7 +173,7 @@ def test_merge_into_writes_both_files_that_validate(parts, tmp_path):
     notes = merge_into(parts, out)
     assert {p.name for p in out.iterdir()} == {"references.bib", "results.csv"}  # no temp files left
     assert any("wrote" in note for note in notes)
-    assert list(validate(out / "references.bib", check_methods=False)) == []
+    assert list(validate(out / "references.bib")) == []
 
 
 def test_merge_notes_unparsable_blocks_and_keeps_the_rest(parts):

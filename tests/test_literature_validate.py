@@ -1,12 +1,8 @@
 """validate(): a clean fixture passes; each rule catches its own kind of problem on a small bad fixture."""
 
-import sys
-import types
-
 import pytest
 
 from workbench.literature import validate
-from workbench.registry import Registry
 
 HEADER = (
     "key,method,model,dataset,baseline_top1,pruned_top1,delta_top1,params_base,params_pruned,flops_base,"
@@ -73,15 +69,15 @@ def write(folder, bib=GOOD_BIB, csv=GOOD_CSV):
 
 
 def test_clean_fixture_has_no_problems(tmp_path):
-    problems = validate(write(tmp_path), check_methods=False)
+    problems = validate(write(tmp_path))
     assert list(problems) == [] and problems.summary() == "0 problems"
 
 
 def test_missing_venue_is_fine_when_declared_incomplete(tmp_path):
     no_eprint = GOOD_BIB.replace("  eprint = {2001.01234},\n  archiveprefix = {arXiv},\n", "")
-    assert [p.rule for p in validate(write(tmp_path, no_eprint), check_methods=False)] == ["venue"]
+    assert [p.rule for p in validate(write(tmp_path, no_eprint))] == ["venue"]
     declared = no_eprint.replace("incomplete = {doi}", "incomplete = {doi, eprint}")
-    assert list(validate(write(tmp_path, declared), check_methods=False)) == []
+    assert list(validate(write(tmp_path, declared))) == []
 
 
 BAD = {
@@ -143,38 +139,20 @@ BAD = {
 @pytest.mark.parametrize("rule", sorted(BAD))
 def test_each_rule_catches_its_problem(tmp_path, rule):
     bib, csv = BAD[rule]
-    problems = validate(write(tmp_path, bib, csv), check_methods=False)
+    problems = validate(write(tmp_path, bib, csv))
     assert {p.rule for p in problems} == {rule}, [str(p) for p in problems]
     assert all("\n" not in str(p) for p in problems)
 
 
 def test_problem_lines_name_file_line_and_key(tmp_path):
     bib = GOOD_BIB.replace("family = {lottery-ticket}", "family = {lottery}")
-    (problem,) = validate(write(tmp_path, bib), check_methods=False)
+    (problem,) = validate(write(tmp_path, bib))
     assert str(problem).startswith("references.bib:")
     assert "poe2020beta" in str(problem) and "'lottery'" in str(problem) and "lottery-ticket" in str(problem)
 
 
 def test_extra_cites_must_exist(tmp_path):
-    problems = validate(write(tmp_path), check_methods=False, cites=["doe2019alpha", "han2015learnin"])
-    assert [p.rule for p in problems] == ["method-cite"] and "han2015learnin" in str(problems[0])
-    problems = validate(write(tmp_path), check_methods=False, cites={"my method": ""})
-    assert [p.rule for p in problems] == ["method-cite"] and "my method" in str(problems[0])
-
-
-def test_method_registry_cites_are_checked(tmp_path, monkeypatch):
-    methods = Registry("method")
-    methods.register("alpha", cite="doe2019alpha")(object())
-    methods.register("ghost", cite="nobody2020ghost")(object())
-    monkeypatch.setitem(sys.modules, "workbench.pruning", types.SimpleNamespace(METHODS=methods))
-    problems = validate(write(tmp_path))
-    assert [p.rule for p in problems] == ["method-cite"]
-    assert "ghost" in str(problems[0]) and "nobody2020ghost" in str(problems[0])
-    assert problems.notes == []
-
-
-def test_missing_method_registry_skips_only_that_check(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workbench.pruning", None)  # import raises ImportError
-    problems = validate(write(tmp_path, csv=GOOD_CSV.replace(",FLOPs,", ",GFLOPs,")))
-    assert [p.rule for p in problems] == ["flops-unit"]
-    assert len(problems.notes) == 1 and "workbench.pruning" in problems.notes[0]
+    problems = validate(write(tmp_path), cites=["doe2019alpha", "han2015learnin"])
+    assert [p.rule for p in problems] == ["cite"] and "han2015learnin" in str(problems[0])
+    problems = validate(write(tmp_path), cites={"my method": ""})
+    assert [p.rule for p in problems] == ["cite"] and "my method" in str(problems[0])

@@ -5,13 +5,21 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-from workbench import config, data, experiment, metrics, models
-from workbench.pruning import METHODS
-from workbench.pruning.magnitude import lamp_scores
+from workbench import metrics, models
+from workbench.methods import METHODS, Context
+from workbench.methods.magnitude import lamp_scores
 from workbench.pruning.masks import make_permanent
-from workbench.pruning.schedules import cubic_sparsity, pruning_events
+from workbench.runner import pipeline, recipe, store
+from workbench.runner.schedules import cubic_sparsity, pruning_events
+from workbench.targets import Sparsity
 
 MAGNITUDE = METHODS.names(family="magnitude")
+GLOBAL = {"global_magnitude", "lamp"}
+
+
+def _prune(method: str, model: nn.Module, sparsity: float) -> None:
+    m = METHODS.get(method)
+    m.prune(model, Sparsity(sparsity), m.hparams(), Context((1, 8, 8), 10, {}))
 
 
 def _model(seed=0):
@@ -27,11 +35,11 @@ def _masks(model):
 @pytest.mark.parametrize("target", [0.0, 0.3, 0.77, 0.95])
 def test_target_sparsity_is_reached_up_to_rounding(method, target):
     model = _model()
-    METHODS.get(method)(model, target)
+    _prune(method, model, target)
     layers = metrics.layer_table(model, (1, 8, 8))
     total = sum(r["params"] for r in layers)
     zeros = sum(r["params"] - r["nonzero"] for r in layers)
-    global_scope = METHODS.info(method)["scope"] == "global"
+    global_scope = method in GLOBAL
     assert abs(zeros - target * total) <= (0.5 if global_scope else 0.5 * len(layers))
     if not global_scope:
         for r in layers:
@@ -46,7 +54,7 @@ def test_masks_only_shrink_across_rounds(method):
         with torch.no_grad():  # perturb the weights between rounds as fine-tuning would
             for p in model.parameters():
                 p.add_(0.01 * torch.randn_like(p))
-        METHODS.get(method)(model, target)
+        _prune(method, model, target)
         masks = _masks(model)
         if previous is not None:
             for name, mask in masks.items():
@@ -57,7 +65,7 @@ def test_masks_only_shrink_across_rounds(method):
 
 def test_global_magnitude_equals_torch_global_unstructured():
     ours, reference = _model(), _model()
-    METHODS.get("global_magnitude")(ours, 0.8)
+    _prune("global_magnitude", ours, 0.8)
     params = [(m, "weight") for _, m in metrics.prunable_layers(reference)]
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.8)
     for (n, a), (_, b) in zip(sorted(_masks(ours).items()), sorted(_masks(reference).items()), strict=True):
@@ -69,7 +77,7 @@ def test_layerwise_keeps_the_largest_weights_of_each_layer():
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[0.1, -3.0, 0.2, -0.05]]))
     model = nn.Sequential(layer)
-    METHODS.get("layerwise_magnitude")(model, 0.5)
+    _prune("layerwise_magnitude", model, 0.5)
     assert layer.weight_mask.tolist() == [[0.0, 1.0, 1.0, 0.0]]
 
 
@@ -86,7 +94,7 @@ def test_lamp_keeps_every_layer_alive_where_global_magnitude_empties_one():
         small.weight.copy_(torch.linspace(0.001, 0.01, 100).view(10, 10))
     for method, small_survives in (("global_magnitude", False), ("lamp", True)):
         model = copy.deepcopy(nn.Sequential(big, small))
-        METHODS.get(method)(model, 0.5)
+        _prune(method, model, 0.5)
         assert (int(model[1].weight_mask.sum()) > 0) == small_survives, method
 
 
@@ -95,7 +103,7 @@ def test_random_baseline_depends_on_the_seed_only():
     for seed in (0, 0, 1):
         model = _model()
         torch.manual_seed(seed)
-        METHODS.get("random")(model, 0.5)
+        _prune("random", model, 0.5)
         masks.append(_masks(model))
     assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
     assert not all(torch.equal(masks[0][k], masks[2][k]) for k in masks[0])
@@ -113,9 +121,11 @@ def test_cubic_schedule_follows_zhu_and_gupta():
 
 @pytest.mark.parametrize("method", MAGNITUDE)
 def test_masks_stay_applied_through_fine_tuning(method):
-    cfg = config.from_flat(method=method, sparsity=0.7, seed=0, epochs=1, finetune_epochs=1, pruning_steps=3)
-    bundle = data.load("digits")
-    model = experiment.prune_and_finetune(_model(), cfg, bundle)
+    r = recipe(method, ("sparsity", 0.7), epochs=1, finetune_epochs=1, pruning_steps=3)
+    bundle = store.bundle_of(r)
+    dense = store.train_dense(r, bundle)
+    ctx = pipeline.context(r, bundle, dense.reference)
+    model, _ = pipeline.prune_level(_model(), [], r, bundle, ctx, 1, dense, None)
     assert metrics.sparsity(model) == pytest.approx(0.7, abs=1e-3)
     before = {n: t.clone() for n, t in metrics.effective_tensors(model)}
     make_permanent(model)

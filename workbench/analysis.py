@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 
-def summarize(results: pd.DataFrame, by=("method", "target_sparsity"), value: str = "top1") -> pd.DataFrame:
+def summarize(results: pd.DataFrame, by=("method", "target_value"), value: str = "top1") -> pd.DataFrame:
     """Mean, standard deviation and count of `value` over seeds, with the mean achieved sparsity."""
     grouped = results.groupby(list(by), sort=True)
     table = grouped.agg(
@@ -23,7 +23,7 @@ def summarize(results: pd.DataFrame, by=("method", "target_sparsity"), value: st
 def key_figures(results: pd.DataFrame) -> pd.DataFrame:
     """The deterministic figures of a sweep (independent of floating-point training noise): per method and
     target, the achieved sparsity and nonzero parameters, which must agree across seeds."""
-    grouped = results.groupby(["method", "target_sparsity"], sort=True)
+    grouped = results.groupby(["method", "target_value"], sort=True)
     table = grouped.agg(
         sparsity_min=("sparsity", "min"),
         sparsity_max=("sparsity", "max"),
@@ -38,18 +38,18 @@ def key_figures(results: pd.DataFrame) -> pd.DataFrame:
 def highest_safe_sparsity(summary: pd.DataFrame, tolerance: float = 0.01) -> pd.Series:
     """Per method, the highest target whose mean accuracy is within `tolerance` of dense (NaN if none)."""
     ok = summary[summary["drop"] <= tolerance]
-    return ok.groupby("method")["target_sparsity"].max().reindex(summary["method"].unique())
+    return ok.groupby("method")["target_value"].max().reindex(summary["method"].unique())
 
 
 def best_at(summary: pd.DataFrame, target: float) -> pd.Series:
     """The summary row of the most accurate method at `target` sparsity."""
-    rows = summary[summary["target_sparsity"] == target]
+    rows = summary[summary["target_value"] == target]
     return rows.loc[rows["top1_mean"].idxmax()]
 
 
 def layer_spread(layers: pd.DataFrame, target: float) -> pd.DataFrame:
     """Per method, the lowest and highest layer sparsity at `target` (averaged over seeds)."""
-    rows = layers[layers["target_sparsity"] == target]
+    rows = layers[layers["target_value"] == target]
     per_layer = rows.groupby(["method", "layer"], sort=False)["sparsity"].mean().reset_index()
     spread = per_layer.groupby("method")["sparsity"].agg(["min", "max"])
     spread["most_pruned_layer"] = per_layer.loc[per_layer.groupby("method")["sparsity"].idxmax(), "layer"].values
@@ -59,7 +59,7 @@ def layer_spread(layers: pd.DataFrame, target: float) -> pd.DataFrame:
 
 def magnitude_conclusions(summary: pd.DataFrame, layers: pd.DataFrame, tolerance: float = 0.01) -> list[str]:
     """Sentences stating what this sweep found, each computed from its own results."""
-    top = summary["target_sparsity"].max()
+    top = summary["target_value"].max()
     best = best_at(summary, top)
     safe = highest_safe_sparsity(summary, tolerance)
     lines = [
@@ -82,11 +82,22 @@ def magnitude_conclusions(summary: pd.DataFrame, layers: pd.DataFrame, tolerance
     return lines
 
 
+def with_structure(results: pd.DataFrame) -> pd.DataFrame:
+    """Final structured runs (the last level of iterative ones) and their masked twins, with `structure` (structured
+    or unstructured) and `flops_speedup` (the FLOPs reduction each promises: executed for removed channels, nonzero
+    multiply-adds for masks)."""
+    final = results["level"].isna() | (results["level"] == results["levels"])
+    rows = results[final & results["role"].isin(["main", "masked_twin"])].copy()
+    rows["structure"] = rows["role"].map({"main": "structured", "masked_twin": "unstructured"})
+    rows["flops_speedup"] = rows["effective_flops_reduction"]
+    return rows
+
+
 def structured_key_figures(results: pd.DataFrame) -> pd.DataFrame:
     """Per criterion and FLOPs target: achieved FLOPs reduction and parameters of the structured models, which
     uniform allocation makes independent of the criterion and of training noise (equal over seeds)."""
     structured = results[results["structure"] == "structured"]
-    table = structured.groupby(["method", "flops_reduction_target"], sort=True).agg(
+    table = structured.groupby(["method", "target_value"], sort=True).agg(
         flops_reduction_min=("flops_reduction", "min"),
         flops_reduction_max=("flops_reduction", "max"),
         params_min=("params", "min"),
@@ -98,9 +109,9 @@ def structured_key_figures(results: pd.DataFrame) -> pd.DataFrame:
 def structured_conclusions(results: pd.DataFrame, agreement: pd.DataFrame) -> list[str]:
     """Sentences computed from a structured sweep: best criterion, measured speed, criteria agreement."""
     structured = results[results["structure"] == "structured"]
-    summary = summarize(structured, by=("method", "flops_reduction_target"))
-    top = summary["flops_reduction_target"].max()
-    at_top = summary[summary["flops_reduction_target"] == top].sort_values("top1_mean", ascending=False)
+    summary = summarize(structured, by=("method", "target_value"))
+    top = summary["target_value"].max()
+    at_top = summary[summary["target_value"] == top].sort_values("top1_mean", ascending=False)
     best, worst = at_top.iloc[0], at_top.iloc[-1]
     lines = [
         f"At {top:g}x fewer FLOPs, {best['method']} keeps the most accuracy ({best['top1_mean']:.3f} mean top-1, "
@@ -135,10 +146,9 @@ def equal_size_comparison(results: pd.DataFrame) -> pd.DataFrame:
     twins = results[results["structure"] == "unstructured"]
     if twins.empty:
         return pd.DataFrame()
-    matched = twins["matched_to"].iloc[0]
-    rows = results[(results["structure"] == "unstructured") | (results["method"] == matched)]
+    rows = results[results["method"].isin(twins["method"].unique())]
     return (
-        rows.groupby(["flops_reduction_target", "structure"], sort=True)
+        rows.groupby(["target_value", "structure"], sort=True)
         .agg(
             top1=("top1", "mean"),
             nonzero_params=("nonzero_params", "mean"),

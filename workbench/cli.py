@@ -9,12 +9,14 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from workbench import batch, bench, nbcheck
     from workbench.literature import cli as literature_cli
+    from workbench.runner import cli as runner_cli
 
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     batch.add_commands(sub)
     nbcheck.add_commands(sub)
     bench.add_commands(sub)
+    runner_cli.add_commands(sub)
     literature_cli.add_commands(sub)
     return parser
 

@@ -1,6 +1,11 @@
-"""Frozen, validated configuration built from the flat parameters a notebook receives.
+"""Frozen, validated configuration of data, model and training; imports nothing heavy (no torch, no methods).
 
-Every check runs when a config is built, so a bad value fails in one line before any training.
+Each field's comment is its help text. Names of data sets and models are checked against their registries
+when a recipe is built (`workbench.runner.recipe`), which may import torch; this module only checks types and
+ranges, so a bad value fails in one line before any training.
+
+Run identities hash only the fields that differ from their defaults (`nondefault`), as open_lth does: adding a
+field with a default later renames no stored run and invalidates no cache.
 """
 
 from __future__ import annotations
@@ -8,154 +13,95 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from workbench import checks
+from workbench.checks import ConfigError
 
-class ConfigError(ValueError):
-    """A bad parameter; the message names the value and the accepted ones."""
-
-
-def _choice(what: str, value: Any, known: list[str] | tuple[str, ...]) -> None:
-    if value not in known:
-        raise ConfigError(f"unknown {what} {value!r}; known: {', '.join(known)}")
-
-
-def _at_least(what: str, value: Any, low: float, kind: type = int) -> None:
-    accepted = (int, float) if kind is float else kind
-    if not isinstance(value, accepted) or isinstance(value, bool) or value < low:
-        noun = "a number" if kind is float else "an integer"
-        raise ConfigError(f"{what} must be {noun} >= {low:g}, got {value!r}")
-
-
-def _fraction(what: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{what} must be a number in [0, 1), got {value!r}")
+__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "FinetuneConfig", "stable_hash", "nondefault"]
 
 
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "digits"  # digits, mnist1d (embedded) or cifar10, cifar100, mnist, fashion-mnist (data root)
     batch_size: int = 64  # training batch size
-    split_seed: int = 0  # seed of the train/test split of the embedded data sets (fixed across run seeds)
+    split_seed: int = 0  # seed of the train/validation/test split of the embedded data sets
+    val_fraction: float = 0.1  # share of the training data held out for validation (selection, never training)
 
     def __post_init__(self):
-        from workbench.data import DATASETS
-
-        _choice("dataset", self.dataset, DATASETS.names())
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("split_seed", self.split_seed, 0)
+        checks.integer("batch_size", self.batch_size, 1)
+        checks.integer("split_seed", self.split_seed, 0)
+        checks.number("val_fraction", self.val_fraction, 0.0, 0.5, open_high=True)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "small_cnn"  # a name from workbench.models.MODELS
 
-    def __post_init__(self):
-        from workbench.models import MODELS
-
-        _choice("model", self.name, MODELS.names())
-
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 15  # epochs of dense training
-    lr: float = 0.05  # SGD learning rate (cosine-annealed to 0)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: float = 0.05  # SGD learning rate at step 0, cosine-annealed to 0 over all steps
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # L2 weight decay
     threads: int = 1  # torch threads while training: results are reproducible for a fixed count
 
     def __post_init__(self):
-        _at_least("epochs", self.epochs, 0)
-        _at_least("lr", self.lr, 0.0, float)
-        _fraction("momentum", self.momentum)
-        _at_least("weight_decay", self.weight_decay, 0.0, float)
-        _at_least("threads", self.threads, 1)
+        checks.integer("epochs", self.epochs, 0)
+        checks.number("lr", self.lr, 0.0)
+        checks.fraction("momentum", self.momentum)
+        checks.number("weight_decay", self.weight_decay, 0.0)
+        checks.integer("threads", self.threads, 1)
 
 
 @dataclass(frozen=True)
-class PruneConfig:
-    method: str = "global_magnitude"  # a name from workbench.pruning.METHODS
-    sparsity: float = 0.5  # fraction of prunable weights set to zero, in [0, 1)
-    finetune_epochs: int = 2  # epochs of fine-tuning with the mask applied
-    finetune_lr: float = 0.01
-    pruning_steps: int = 4  # for gradual methods: how many times the mask is tightened
-    flops_reduction: float = 2.0  # structured: dense FLOPs / pruned FLOPs to reach (>= 1)
-    allocation: str = "uniform"  # structured: same channel fraction per group, or one global ranking
-    iterative_steps: int = 1  # structured: reach the target in this many prune + fine-tune rounds
-    round_to: int = 8  # structured: keep channel counts multiples of this (0: no rounding); CPUs prefer 8
-    calibration_size: int = 128  # data-dependent criteria: training images they may look at
+class FinetuneConfig:
+    epochs: int = 2  # epochs of fine-tuning (or retraining) after each pruning step
+    lr: float = 0.01  # learning rate, cosine-annealed to 0 over each fine-tuning phase
 
     def __post_init__(self):
-        from workbench.pruning import METHODS
-        from workbench.pruning.structural import ALLOCATIONS
-
-        _choice("method", self.method, METHODS.names())
-        _fraction("sparsity", self.sparsity)
-        _at_least("finetune_epochs", self.finetune_epochs, 0)
-        _at_least("finetune_lr", self.finetune_lr, 0.0, float)
-        _at_least("pruning_steps", self.pruning_steps, 1)
-        _at_least("flops_reduction", self.flops_reduction, 1.0, float)
-        _choice("allocation", self.allocation, ALLOCATIONS)
-        _at_least("iterative_steps", self.iterative_steps, 1)
-        _at_least("round_to", self.round_to, 0)
-        _at_least("calibration_size", self.calibration_size, 1)
+        checks.integer("finetune_epochs", self.epochs, 0)
+        checks.number("finetune_lr", self.lr, 0.0)
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    seed: int = 0
-
-    def __post_init__(self):
-        _at_least("seed", self.seed, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def dense_key(self) -> str:
-        """Hash of everything that decides the dense baseline (data, model, training, seed)."""
-        return config_hash({"data": self.data, "model": self.model, "train": self.train, "seed": self.seed})
-
-
-def config_hash(obj: Any) -> str:
-    """Stable short hash of a (nested) config."""
-    payload = json.dumps(_plain(obj), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
+def plain(obj: Any) -> Any:
+    """Dataclasses, dicts, lists and tuples as plain JSON-able values (dataclasses become dicts)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        kind = getattr(obj, "kind", None)  # typed targets carry their kind as a class attribute
+        return {"kind": kind, **out} if isinstance(kind, str) and kind else out
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
     return obj
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig}
+def nondefault(obj: Any) -> Any:
+    """The fields of a (nested) dataclass that differ from their defaults, as plain values.
+
+    Fields without a default are always kept. Nested dataclasses recurse and vanish when fully default.
+    """
+    if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        return plain(obj)
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+            continue
+        sub = nondefault(value)
+        if sub == {} and dataclasses.is_dataclass(value):
+            continue
+        out[f.name] = sub
+    kind = getattr(obj, "kind", None)
+    return {"kind": kind, **out} if isinstance(kind, str) and kind else out
 
 
-def flat_names() -> list[str]:
-    """Every flat parameter name accepted by from_flat."""
-    names = {"seed", "model"}
-    for section, cls in _SECTIONS.items():
-        names.update(f.name for f in dataclasses.fields(cls) if not (section == "model" and f.name == "name"))
-    return sorted(names)
-
-
-def from_flat(**params: Any) -> RunConfig:
-    """Build a RunConfig from flat names such as dataset=, model=, epochs=, method=, sparsity=, seed=."""
-    unknown = sorted(set(params) - set(flat_names()))
-    if unknown:
-        raise ConfigError(f"unknown parameter {unknown[0]!r}; known: {', '.join(flat_names())}")
-    parts: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
-    seed = params.pop("seed", 0)
-    if "model" in params:
-        parts["model"]["name"] = params.pop("model")
-    for name, value in params.items():
-        section = next(s for s, cls in _SECTIONS.items() if name in {f.name for f in dataclasses.fields(cls)})
-        parts[section][name] = value
-    return RunConfig(**{s: cls(**parts[s]) for s, cls in _SECTIONS.items()}, seed=seed)
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """A short, stable hash of plain values (sorted JSON)."""
+    payload = json.dumps(plain(obj), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]

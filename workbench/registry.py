@@ -8,8 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.checks import ConfigError
 
-class UnknownNameError(ValueError):
+
+class UnknownNameError(ConfigError):
     """A name that is not in a registry; the message lists the accepted names."""
 
 

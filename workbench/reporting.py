@@ -75,12 +75,12 @@ def plot_layer_sparsity(layers: pd.DataFrame, target: float, methods=None, ax=No
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    rows = layers[layers["target_sparsity"] == target]
+    rows = layers[layers["target_value"] == target]
     if methods:
         rows = rows[rows["method"].isin(methods)]
     if rows.empty:
         raise ValueError(
-            f"no layer rows at target sparsity {target}; targets: {sorted(layers['target_sparsity'].unique())}"
+            f"no layer rows at target sparsity {target}; targets: {sorted(layers['target_value'].unique())}"
         )
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.4, 0.5 * rows["layer"].nunique() + 3), 4.2))

@@ -43,7 +43,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Print each problem on one line, then notes and a summary; exit 1 if there is any problem."""
     from workbench.literature.validate import validate
 
-    problems = validate(args.references, args.results, check_methods=not args.no_methods)
+    problems = validate(args.references, args.results)
     for problem in problems:
         print(problem)
     for note in problems.notes:
@@ -125,7 +125,6 @@ def add_commands(subparsers) -> None:
 
     validate = sub.add_parser("validate", help="check references.bib and results.csv; exit 1 on problems")
     _files(validate)
-    validate.add_argument("--no-methods", action="store_true", help="skip the method-registry cite check")
     validate.set_defaults(handler=cmd_validate)
 
     stats = sub.add_parser("stats", help="entries per family and year, results per setting")

@@ -7,20 +7,11 @@ import unicodedata
 from pathlib import Path
 
 from workbench import paths
+from workbench.families import GRANULARITIES as GRANULARITIES  # re-exported: schema.GRANULARITIES
+from workbench.families import LITERATURE_FAMILIES
 
-FAMILIES = (
-    "magnitude",
-    "filter-ranking",
-    "sensitivity",
-    "clustering",
-    "regularization",
-    "dynamic",
-    "automated",
-    "lottery-ticket",
-    "survey",
-    "other",
-)
-GRANULARITIES = ("weight", "filter", "channel", "layer", "other")
+FAMILIES = LITERATURE_FAMILIES
+"""Families a paper can belong to: the pruning families plus survey and other (workbench.families)."""
 WORKBENCH_FIELDS = ("family", "granularity", "code", "source", "incomplete", "conflict")
 REQUIRED_FIELDS = ("author", "title", "year")
 VENUE_FIELDS = ("booktitle", "journal")

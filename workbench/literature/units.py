@@ -1,31 +1,33 @@
 """Say whether a published FLOPs count counts multiply-accumulates (MACs) or FLOPs (2 per MAC).
 
 Most pruning papers write "FLOPs" but count MACs. A row's unit is inferred by comparing its dense count
-(given, or implied by the pruned count and the reduction) with the architecture's MACs as measured by the
-workbench itself (torch.utils.flop_counter): within `tolerance` of 1x means MACs, of 2x means FLOPs.
+(given, or implied by the pruned count and the reduction) with the architecture's dense MACs as measured by the
+workbench (`DENSE_MACS`): within `tolerance` of 1x means MACs, of 2x means FLOPs. No model is built here.
 """
 
 from __future__ import annotations
 
-from functools import cache
-
-# literature model name -> (workbench model, classes, input shape)
+# literature model name -> (workbench model, classes, input shape) that DENSE_MACS was measured on
 ARCHITECTURES = {
     "resnet56": ("resnet56", 10, (3, 32, 32)),
     "vgg16": ("vgg16_cifar", 10, (3, 32, 32)),
     "resnet50": ("resnet50", 1000, (3, 224, 224)),
 }
 
+# Dense MACs of one forward pass (batch 1), measured once on the workbench's implementations of ARCHITECTURES:
+#   workbench.metrics.flop_count(workbench.models.build(name, classes, shape), shape)["macs"]
+# (torch.utils.flop_counter, FLOPs // 2). A constant so the literature never imports torch;
+# tests/test_layering.py rebuilds the models and checks the table still matches.
+DENSE_MACS = {
+    "resnet56": 125_485_696,
+    "vgg16": 313_201_664,
+    "resnet50": 4_089_184_256,
+}
 
-@cache
+
 def measured_macs(model: str) -> int | None:
-    """The dense MACs of a literature model name, measured on the workbench's implementation."""
-    if model not in ARCHITECTURES:
-        return None
-    from workbench import metrics, models
-
-    name, classes, shape = ARCHITECTURES[model]
-    return metrics.flop_count(models.build(name, classes, shape), shape)["macs"]
+    """The dense MACs of a literature model name (see DENSE_MACS), or None for a model not in the table."""
+    return DENSE_MACS.get(model)
 
 
 def _number(text: str) -> float | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -61,7 +60,7 @@ RULES = (
     "flops-unit",
     "results-file",
     "results-key",
-    "method-cite",
+    "cite",
 )
 
 
@@ -206,40 +205,26 @@ def _is_number(text: str) -> bool:
 
 
 def check_cites(cites: dict[str, str], keys: set[str]) -> list[Problem]:
-    """Every {method: bib key(s)} cites keys that exist in references.bib."""
+    """Every {who: bib key(s)} cites at least one key, and only keys that exist in references.bib."""
     out = []
-    for method, cite in sorted(cites.items()):
+    for who, cite in sorted(cites.items()):
         wanted = schema.split_list(cite)
         if not wanted:
-            out.append(Problem("method-cite", method, "cites no bib key"))
-        out += [
-            Problem("method-cite", method, f"cites {k!r}, which is not in references.bib")
-            for k in wanted
-            if k not in keys
-        ]
+            out.append(Problem("cite", who, "cites no bib key"))
+        out += [Problem("cite", who, f"cites {k!r}, which is not in references.bib") for k in wanted if k not in keys]
     return out
-
-
-def registry_cites() -> tuple[dict[str, str], str | None]:
-    """{method: cite} from workbench.pruning.METHODS, or ({}, note) if the package is not there yet."""
-    try:
-        methods = importlib.import_module("workbench.pruning").METHODS
-    except (ImportError, AttributeError) as exc:
-        return {}, f"method-cite check skipped: workbench.pruning.METHODS is not available ({exc})"
-    return {f"method {name}": methods.info(name).get("cite", "") for name in methods.names()}, None
 
 
 def validate(
     references: str | Path | None = None,
     results: str | Path | None = None,
     cites: dict[str, str] | Iterable[str] | None = None,
-    check_methods: bool = True,
 ) -> Problems:
     """All checks on references.bib and results.csv; an empty result means the literature is consistent.
 
     Defaults: the literature folder's references.bib and the results.csv next to the references file.
-    `cites` adds bib keys to check (a list, or {who: key}) besides the method registry's `cite=` values;
-    `check_methods=False` skips the registry. Checks that could not run are listed in `.notes`.
+    `cites` adds bib keys that must exist (a list, or {who: key(s)}): callers above the literature, such as the
+    method registry's tests, pass their `cite=` values here. Checks that could not run are listed in `.notes`.
     """
     ref_path = bib.resolve(references)
     library = bib.load_library(ref_path)
@@ -252,13 +237,6 @@ def validate(
         problems += check_results(res_path, keys)
     else:
         problems.append(Problem("results-file", str(res_path), "results file not found"))
-    extra = cites if isinstance(cites, dict) else {f"extra cite {k}": k for k in cites or ()}
-    all_cites: dict[str, str] = {}
-    if check_methods:
-        found, note = registry_cites()
-        all_cites.update(found)
-        if note:
-            problems.notes.append(note)
-    all_cites.update(extra)
-    problems += check_cites(all_cites, keys)
+    extra = cites if isinstance(cites, dict) else {f"cite {k}": k for k in cites or ()}
+    problems += check_cites(extra, keys)
     return problems

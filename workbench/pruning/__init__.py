@@ -1,9 +1,4 @@
-"""Pruning methods by registry. Each entry's info: family, granularity, needs_data, cite (a bib key).
+"""The pruning engine: masks (torch.nn.utils.prune), channel removal (Torch-Pruning), filter-ranking criteria.
 
-`METHODS.names(family="magnitude")` lists a family; `METHODS.get(name)` returns its mask function.
+Methods that use it are registered in `workbench.methods`.
 """
-
-from workbench.pruning import magnitude, ranking  # noqa: F401  (register the methods)
-from workbench.pruning.registry import METHODS
-
-__all__ = ["METHODS"]

@@ -55,3 +55,13 @@ def make_permanent(model: nn.Module) -> nn.Module:
         if prune.is_pruned(module) and hasattr(module, "weight_mask"):
             prune.remove(module, "weight")
     return model
+
+
+@torch.no_grad()
+def refresh_masked_weights(model: nn.Module) -> nn.Module:
+    """Recompute `weight = weight_orig * weight_mask` of every masked layer now (torch.nn.utils.prune only does so
+    at the next forward pass), as a plain tensor, so a model read or copied right after training is up to date."""
+    for module in model.modules():
+        if hasattr(module, "weight_mask") and hasattr(module, "weight_orig"):
+            module.weight = module.weight_orig * module.weight_mask
+    return model

@@ -1,0 +1,171 @@
+"""Dense runs and their checkpoints, cached by key; pruned models saved and restored between levels.
+
+A dense run keeps checkpoints at initialisation, at the end, and at any rewind step asked for later (trained again
+from initialisation up to that step, which gives the same weights bit for bit). Files appear whole or not at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import prune
+
+from workbench import data as wdata
+from workbench import models, paths, training
+from workbench.records import write_atomic
+from workbench.runner import measure
+from workbench.runner.recipe import Recipe
+
+
+@lru_cache(maxsize=4)
+def bundle_for(dataset: str, split_seed: int, val_fraction: float) -> wdata.DataBundle:
+    """The data set, loaded once per process."""
+    return wdata.load(dataset, split_seed, val_fraction=val_fraction)
+
+
+def bundle_of(recipe: Recipe) -> wdata.DataBundle:
+    d = recipe.data
+    return bundle_for(d.dataset, d.split_seed, d.val_fraction)
+
+
+def dense_steps(recipe: Recipe, bundle: wdata.DataBundle) -> int:
+    """Optimizer steps of dense training."""
+    return recipe.train.epochs * training.steps_per_epoch(bundle.train, recipe.data.batch_size)
+
+
+def fresh_model(recipe: Recipe, bundle: wdata.DataBundle, seed: int | None = None) -> nn.Module:
+    """A newly initialised model of the recipe (seeded by `seed`, default the run's), transformed by its method."""
+    torch.manual_seed(recipe.seed if seed is None else seed)
+    model = models.build(recipe.model.name, bundle.num_classes, bundle.input_shape)
+    return recipe.method_obj.transform(model, recipe.hparams)
+
+
+@dataclass
+class DenseRun:
+    """The trained dense model, its reference measurements and where its checkpoints are."""
+
+    model: nn.Module
+    reference: dict
+    folder: Path
+
+    def checkpoint(self, step: int) -> training.Checkpoint:
+        return training.load_checkpoint(self.folder / f"step-{step}.pt")
+
+
+def dense_folder(recipe: Recipe) -> Path:
+    return paths.cache_dir() / "dense" / recipe.dense_key()
+
+
+def dense_callbacks(recipe: Recipe, bundle: wdata.DataBundle) -> list:
+    from workbench.runner.pipeline import context  # the method's callbacks see the same context as its prune
+
+    return recipe.method_obj.training_callbacks(recipe.hparams, context(recipe, bundle, reference={}))
+
+
+def train_dense(recipe: Recipe, bundle: wdata.DataBundle, save_steps: tuple[int, ...] = ()) -> DenseRun:
+    """The dense run of `recipe`, trained now unless cached; checkpoints at 0, the end and `save_steps`."""
+    folder = dense_folder(recipe)
+    info_file = folder / "info.json"
+    total = dense_steps(recipe, bundle)
+    if not info_file.exists():
+        training.seed_everything(recipe.seed, recipe.train.threads)
+        model = fresh_model(recipe, bundle)
+        t = recipe.train
+        saves = {f"step-{s}": s for s in {0, total, *save_steps}}
+        if total:
+            state = training.train(
+                model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
+                weight_decay=t.weight_decay, total_steps=total, seed=recipe.seed, save_at=saves,
+                callbacks=dense_callbacks(recipe, bundle), desc=f"dense seed {recipe.seed}",
+            )  # fmt: skip
+            for name, ckpt in state.checkpoints.items():
+                training.save_checkpoint(folder / f"{name}.pt", ckpt)
+        else:
+            training.save_checkpoint(folder / "step-0.pt", training.Checkpoint("step-0", 0, model.state_dict(), None))
+        info = {"key": recipe.dense_key(), "steps": total, "reference": measure.reference(model, bundle)}
+        write_atomic(info_file, json.dumps(info, indent=1))
+    info = json.loads(info_file.read_text())
+    model = fresh_model(recipe, bundle)
+    model.load_state_dict(training.load_checkpoint(folder / f"step-{total}.pt").model_state)
+    run = DenseRun(model, info["reference"], folder)
+    for step in save_steps:
+        ensure_checkpoint(run, recipe, bundle, step)
+    return run
+
+
+def ensure_checkpoint(run: DenseRun, recipe: Recipe, bundle: wdata.DataBundle, step: int) -> None:
+    """Make sure the dense run has a checkpoint after `step` steps (trained again from step 0 if missing)."""
+    path = run.folder / f"step-{step}.pt"
+    total = dense_steps(recipe, bundle)
+    if path.exists():
+        return
+    if step > total:
+        raise ValueError(f"rewind_step {step} is past the end of dense training ({total} steps)")
+    training.seed_everything(recipe.seed, recipe.train.threads)
+    model = fresh_model(recipe, bundle)
+    model.load_state_dict(run.checkpoint(0).model_state)
+    t = recipe.train
+    state = training.train(
+        model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
+        weight_decay=t.weight_decay, total_steps=total, seed=recipe.seed, end_step=step,
+        save_at={f"step-{step}": step}, callbacks=dense_callbacks(recipe, bundle), desc=f"dense to step {step}",
+    )  # fmt: skip
+    training.save_checkpoint(path, state.checkpoints[f"step-{step}"])
+
+
+def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{module name: weight mask} of every module pruned by torch.nn.utils.prune."""
+    return {name: m.weight_mask.clone() for name, m in model.named_modules() if hasattr(m, "weight_mask")}
+
+
+def rebuild(
+    dense: nn.Module, input_shape, removed: list, masks: dict[str, torch.Tensor], state: dict | None = None
+) -> nn.Module:
+    """A copy of `dense` (optionally loaded with a dense-shaped `state`), with the channel removals replayed in
+    order and the masks applied: the pruned architecture, carrying dense (or rewound) weights."""
+    from workbench.pruning import structural
+
+    model = copy.deepcopy(dense)
+    if state is not None:
+        model.load_state_dict(state)
+    if removed:
+        structural.make_traceable(model)
+        for step in removed:
+            structural.replay(model, input_shape, step)
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        prune.custom_from_mask(modules[name], "weight", mask)
+    return model
+
+
+def rewind(model: nn.Module, dense: nn.Module, input_shape, removed: list, state: dict) -> nn.Module:
+    """`model`'s architecture and masks with the weights of the dense checkpoint `state` (lottery-ticket rewinding)."""
+    return rebuild(dense, input_shape, removed, masks_of(model), state)
+
+
+def save_model(model: nn.Module, path: Path, removed: list) -> None:
+    """Save a pruned model: its state (masks included) and the channel removals that shaped it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"state": model.state_dict(), "removed": removed, "masks": masks_of(model)}, tmp)
+    os.replace(tmp, path)
+
+
+def restore_model(dense: nn.Module, path: Path, input_shape) -> tuple[nn.Module, list]:
+    """The model saved by save_model, rebuilt from a copy of the dense model, and its removals."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = rebuild(dense, input_shape, saved["removed"], saved["masks"])
+    model.load_state_dict(saved["state"])
+    return model, saved["removed"]
+
+
+def run_file(run_id: str) -> Path:
+    """Where the model of a finished level is kept, so a resumed sweep continues from it."""
+    return paths.cache_dir() / "runs" / f"{run_id}.pt"
