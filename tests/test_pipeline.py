@@ -40,7 +40,7 @@ def test_every_method_runs_a_tiny_recipe_reaches_its_target_and_its_record_round
     if kind == "sparsity":
         assert m["sparsity"] == pytest.approx(value, abs=0.02)
     elif kind == "flops_reduction":
-        assert m["flops_reduction"] == pytest.approx(value, rel=0.1)
+        assert value - 1e-9 <= m["flops_reduction"] <= 1.5 * value  # at least the target, in coarse channel steps
     assert 0 <= m["top1"] <= 1 and 0 <= m["dense_top1"] <= 1
     again = records.RunRecord.from_json(rec.to_json())
     assert again == rec and records.read_record("test-methods", rec.run_id) == rec

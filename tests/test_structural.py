@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch_pruning as tp
 
-from workbench import metrics, models
+from workbench import metrics, models, speed
+from workbench.methods import METHODS
 from workbench.pruning import structural
+from workbench.targets import ChannelRatio, FlopsReduction, LatencyBudget, ParamReduction, Sparsity
 
 SHAPES = {"small_cnn": (1, 8, 8), "cnn1d": (1, 40), "mlp": (1, 40)}
 
@@ -49,8 +51,87 @@ def test_flops_target_is_reached():
     shape = (3, 32, 32)
     model = structural.make_traceable(models.build("resnet56", 10)).eval()
     dense = metrics.flop_count(model, shape)["flops"]
-    structural.prune_structured(model, shape, l1, structural.Target(flops_reduction=2.0))
-    assert dense / metrics.flop_count(model, shape)["flops"] == pytest.approx(2.0, rel=0.03)
+    structural.prune_to_target(model, shape, l1(model), FlopsReduction(2.0), "global")
+    reduction = dense / metrics.flop_count(model, shape)["flops"]
+    assert reduction >= 2.0
+    assert reduction == pytest.approx(2.0, rel=0.03)
+
+
+@pytest.mark.parametrize("allocation, round_to", [("uniform", None), ("uniform", 8), ("global", 8)])
+def test_flops_target_is_reached_by_the_smallest_ratio(allocation, round_to):
+    shape = (3, 32, 32)
+    model = structural.make_traceable(models.build("resnet20", 10)).eval()
+    planner = structural.ChannelPlanner(model, shape, l1(model), allocation, round_to)
+    ratio = planner.ratio_for(FlopsReduction(2.0))
+    goal = planner.dense["flops"] / 2.0
+    flops_at = lambda r: planner.estimate(planner.counts(r))["flops"]  # noqa: E731
+    assert flops_at(ratio) <= goal < flops_at(ratio - 1e-6)
+    planner.apply(planner.counts(ratio))
+    assert metrics.flop_count(model, shape)["flops"] <= goal
+
+
+def _param_reduction(dense, pruned):
+    return metrics.count_params(dense)["params"] / metrics.count_params(pruned)["params"]
+
+
+def _sparsity(dense, pruned):
+    return 1 - metrics.prunable_weight_count(pruned) / metrics.prunable_weight_count(dense)
+
+
+@pytest.mark.parametrize("allocation", structural.ALLOCATIONS)
+def test_parameter_and_sparsity_targets_are_reached(allocation):
+    shape = (3, 32, 32)
+    dense = structural.make_traceable(models.build("resnet20", 10)).eval()
+    pruned = copy.deepcopy(dense)
+    structural.prune_to_target(pruned, shape, l1(pruned), ParamReduction(3.0), allocation)
+    assert _param_reduction(dense, pruned) >= 3.0
+    pruned = copy.deepcopy(dense)
+    structural.prune_to_target(pruned, shape, l1(pruned), Sparsity(0.6), allocation)
+    assert _sparsity(dense, pruned) >= 0.6
+
+
+def test_channel_ratio_removes_that_fraction_of_every_group():
+    model = structural.make_traceable(models.build("resnet20", 10)).eval()
+    removed = structural.prune_to_target(model, (3, 32, 32), l1(model), ChannelRatio(0.5))
+    assert len(removed) == 12 and model.conv1.out_channels == 8 and model.layer3[0].conv1.out_channels == 32
+
+
+def test_latency_budget_is_met_by_timing_pruned_copies(monkeypatch):
+    shape = (3, 32, 32)
+    model = structural.make_traceable(models.build("resnet20", 10)).eval()
+    dense_flops = metrics.flop_count(model, shape)["flops"]
+    timed = []
+    measure = metrics.latency_ms
+    monkeypatch.setattr(metrics, "latency_ms", lambda *a, **k: timed.append(1) or measure(*a, **k))
+    assert structural.prune_to_target(model, shape, l1(model), LatencyBudget(1e6)) == []  # dense is within budget
+    assert timed == [1] and metrics.flop_count(model, shape)["flops"] == dense_flops
+    with pytest.raises(ValueError, match="out of reach"):
+        structural.prune_to_target(model, shape, l1(model), LatencyBudget(1e-6))
+    assert len(timed) == 3  # dense, then the most pruned candidate
+
+
+def test_latency_budget_bisection_is_bounded(monkeypatch):
+    shape = (3, 32, 32)
+    model = structural.make_traceable(models.build("resnet20", 10)).eval()
+    dense_flops = metrics.flop_count(model, shape)["flops"]
+    timed = []
+    measure = metrics.latency_ms
+    monkeypatch.setattr(metrics, "latency_ms", lambda *a, **k: timed.append(1) or measure(*a, **k))
+    budget = measure(speed.inference_ready(model), shape, 1, 1, 0.2, True)["latency_ms"] * 0.7
+    structural.prune_to_target(model, shape, l1(model), LatencyBudget(budget))
+    assert 3 <= len(timed) <= 10 and metrics.flop_count(model, shape)["flops"] < dense_flops
+
+
+def test_unsupported_targets_and_allocations_fail_in_one_line():
+    shape = (3, 32, 32)
+    model = structural.make_traceable(models.build("resnet20", 10)).eval()
+    with pytest.raises(
+        ValueError, match=r"unsupported target 2\.0 for channel pruning; known: FlopsReduction"
+    ) as error:
+        structural.prune_to_target(model, shape, l1(model), 2.0)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="unknown allocation 'local'; known: uniform, global"):
+        structural.prune_to_target(model, shape, l1(model), FlopsReduction(2.0), "local")
 
 
 def test_global_allocation_differs_from_uniform():
@@ -66,11 +147,9 @@ def test_global_allocation_differs_from_uniform():
         structural.prune_to_ratio(copy.deepcopy(base), shape, l1(base), 0.4, "local")
 
 
-def test_target_needs_exactly_one_valid_goal():
-    with pytest.raises(ValueError, match="exactly one"):
-        structural.Target()
-    with pytest.raises(ValueError, match="flops_reduction must be >= 1, got 0.5"):
-        structural.Target(flops_reduction=0.5)
+def test_targets_validate_their_value():
+    with pytest.raises(ValueError, match="flops_reduction must be a number >= 1, got 0.5"):
+        FlopsReduction(0.5)
 
 
 def test_pruned_model_saves_and_loads_with_weights_only(tmp_path):
@@ -105,3 +184,78 @@ def test_depthwise_convolutions_stay_coupled_in_mobilenet():
         if isinstance(m, torch.nn.Conv2d) and m.groups > 1:
             assert m.groups == m.in_channels == m.out_channels
     assert model(torch.randn(1, *shape)).shape == (1, 10)
+
+
+ESTIMATED = {
+    "resnet20": (3, 32, 32),
+    "resnet56": (3, 32, 32),
+    "vgg16_cifar": (3, 32, 32),
+    "small_cnn": (1, 8, 8),
+    "cnn1d": (1, 40),
+    "mlp": (1, 40),
+    "mobilenet_v2": (3, 32, 32),
+}
+
+
+def _grouped_net():
+    """A grouped convolution (2 groups) and a depthwise one between ordinary convolutions, on 3x10x10 inputs."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3, groups=2), nn.BatchNorm2d(16),
+        nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1),
+        nn.Flatten(), nn.Linear(8 * 6 * 6, 10),
+    )  # fmt: skip
+
+
+def _measured(model, shape):
+    return {
+        "flops": metrics.flop_count(model, shape)["flops"],
+        "params": metrics.count_params(model)["params"],
+        "weights": metrics.prunable_weight_count(model),
+    }
+
+
+@pytest.mark.parametrize(
+    "allocation, round_to, ratio", [("uniform", None, 0.3), ("global", 8, 0.6), ("global", None, 0.9)]
+)
+@pytest.mark.parametrize("name", [*ESTIMATED, "grouped"])
+def test_estimate_equals_the_measured_flops_params_and_weights(name, allocation, round_to, ratio):
+    torch.manual_seed(0)
+    shape = ESTIMATED.get(name, (3, 10, 10))
+    model = structural.make_traceable(_grouped_net() if name == "grouped" else models.build(name, 10, shape)).eval()
+    planner = structural.ChannelPlanner(model, shape, l1(model), allocation, round_to)
+    counts = planner.counts(ratio)
+    assert planner.estimate([0] * len(counts)) == _measured(model, shape)
+    estimate = planner.estimate(counts)
+    planner.apply(counts)
+    assert estimate == _measured(model, shape)
+    assert model(torch.randn(2, *shape)).shape == (2, 10)
+
+
+def test_removed_channels_are_the_lowest_scored_in_the_given_indexing():
+    torch.manual_seed(0)
+    model = models.build("small_cnn", 10, (1, 8, 8)).eval()
+    norms = model[0].weight.detach().abs().flatten(1).sum(1)
+    removed = dict(structural.prune_to_ratio(model, (1, 8, 8), METHODS.get("l1").criterion(model, None), 0.5))
+    assert removed["0"] == sorted(norms.argsort()[:16].tolist())
+    assert model[0].out_channels == 16
+
+
+def test_thinet_refuses_global_allocation_in_one_line():
+    model = models.build("small_cnn", 10, (1, 8, 8)).eval()
+    importance = METHODS.get("thinet").criterion(model, torch.randn(4, 1, 8, 8))
+    assert importance.global_comparable is False
+    with pytest.raises(ValueError, match="do not compare across groups; use allocation='uniform'") as error:
+        structural.prune_to_target(model, (1, 8, 8), importance, ChannelRatio(0.3), "global")
+    assert "\n" not in str(error.value)
+
+
+def test_replay_repeats_a_recorded_removal_on_a_copy():
+    shape = (3, 32, 32)
+    torch.manual_seed(0)
+    model = structural.make_traceable(models.build("resnet20", 10)).eval()
+    twin = copy.deepcopy(model)
+    removed = structural.prune_to_target(model, shape, l1(model), FlopsReduction(2.0))
+    structural.replay(twin, shape, removed)
+    x = torch.randn(2, *shape)
+    assert torch.equal(model(x), twin(x))

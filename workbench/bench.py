@@ -1,16 +1,20 @@
-"""`workbench bench speedup`: prune a model physically and measure what it buys on this CPU."""
+"""`workbench bench speedup | prune-time`: what physical channel pruning buys on this CPU, and what it costs to do."""
 
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import time
 
 import torch
+import torch_pruning as tp
 
 from workbench import metrics, models, speed
-from workbench.pruning import METHODS, structural
+from workbench.methods import METHODS
+from workbench.pruning import ranking, structural  # noqa: F401  (ranking registers the criteria)
 from workbench.pruning.masks import masked_like
+from workbench.targets import FlopsReduction
 
 
 def check_criterion(name: str) -> str:
@@ -34,21 +38,15 @@ def speedup(
     seed: int = 0,
 ) -> dict:
     """Prune a randomly initialised `model` to `flops_reduction` with `criterion`; time dense, pruned and masks."""
-    factory = METHODS.get(check_criterion(criterion))
+    method = METHODS.get(check_criterion(criterion))
     shape = tuple(models.MODELS.info(model)["input_shape"])
     threads = threads or torch.get_num_threads()
     torch.manual_seed(seed)
     dense = models.build(model, 10, shape).eval()  # timed as users run it (option-A shortcuts as slicing)
     calibration = torch.randn(calibration_size, *shape)  # timing needs no trained weights or real images
     pruned = structural.make_traceable(copy.deepcopy(dense))
-    structural.prune_structured(
-        pruned,
-        shape,
-        lambda m: factory(m, calibration),
-        structural.Target(flops_reduction=flops_reduction),
-        allocation,
-        round_to,
-    )
+    importance = method.criterion(pruned, calibration, seed=seed)
+    structural.prune_to_target(pruned, shape, importance, FlopsReduction(flops_reduction), allocation, round_to)
     options = {"fuse_bn": fuse_bn, "channels_last": channels_last}
     report = speed.speed_report(dense, pruned, shape, batch_size, threads, **options)
     masked = masked_like(dense, pruned)  # timed with its zeros stored densely: what masks run in PyTorch
@@ -66,9 +64,81 @@ def speedup(
     }
 
 
+def prune_time(
+    model: str = "resnet56",
+    criteria: list[str] | None = None,
+    flops_reduction: float = 2.0,
+    calibration_size: int = 128,
+    allocation: str = "uniform",
+    round_to: int | None = None,
+    tp_ratio: float = 0.3,
+    seed: int = 0,
+    input_shape: tuple[int, ...] | None = None,
+) -> list[dict]:
+    """Seconds each criterion takes to prune a fresh random `model` to `flops_reduction`, next to Torch-Pruning's own.
+
+    `seconds` covers scoring (calibration statistics included), allocation and removal; `tp_step_seconds` is
+    tp.pruner.MetaPruner's step() at `tp_ratio` with MagnitudeImportance(p=1) on the same model, measured just before,
+    and `tp_total_seconds` adds the pruner's construction (its dependency graph), which `seconds` also includes.
+    """
+    names = [check_criterion(n) for n in criteria or METHODS.names(family="filter-ranking")]
+    shape = tuple(input_shape or models.MODELS.info(model)["input_shape"])
+    return [
+        _time_criterion(model, name, shape, flops_reduction, calibration_size, allocation, round_to, tp_ratio, seed)
+        for name in names
+    ]
+
+
+def _time_criterion(model, criterion, shape, flops_reduction, calibration_size, allocation, round_to, tp_ratio, seed):
+    torch.manual_seed(seed)
+    dense = structural.make_traceable(models.build(model, 10, shape)).eval()
+    calibration = torch.randn(calibration_size, *shape)
+    reference = tp_step(copy.deepcopy(dense), shape, tp_ratio)
+    pruned = copy.deepcopy(dense)
+    start = time.perf_counter()
+    importance = METHODS.get(criterion).criterion(pruned, calibration)
+    structural.prune_to_target(pruned, shape, importance, FlopsReduction(flops_reduction), allocation, round_to)
+    seconds = time.perf_counter() - start
+    dense_flops, pruned_flops = (metrics.flop_count(m, shape)["flops"] for m in (dense, pruned))
+    return {
+        "model": model,
+        "criterion": criterion,
+        "target": {"flops_reduction": flops_reduction},
+        "allocation": allocation,
+        "round_to": round_to,
+        "calibration_size": calibration_size,
+        "seconds": seconds,
+        "flops_reduction": dense_flops / pruned_flops,
+        **reference,
+        "seconds_over_tp_total": seconds / reference["tp_total_seconds"],
+        "threads": torch.get_num_threads(),
+    }
+
+
+def tp_step(model: torch.nn.Module, shape, ratio: float) -> dict:
+    """Time Torch-Pruning's plain MetaPruner (L1 magnitude, uniform `ratio`, classifier protected) on `model`."""
+    start = time.perf_counter()
+    pruner = tp.pruner.MetaPruner(
+        model,
+        torch.zeros(1, *shape),
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        ignored_layers=structural.classifier_layers(model, shape),
+    )
+    built = time.perf_counter()
+    pruner.step()
+    done = time.perf_counter()
+    return {"tp_ratio": ratio, "tp_step_seconds": done - built, "tp_total_seconds": done - start}
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks (speed belongs here, not in tests)")
     kinds = bench.add_subparsers(dest="bench", required=True)
+    _add_speedup(kinds)
+    _add_prune_time(kinds)
+
+
+def _add_speedup(kinds) -> None:
     p = kinds.add_parser("speedup", help="measured speedup of physical channel pruning vs FLOPs")
     p.add_argument("--model", default="resnet56")
     p.add_argument("--criterion", default="l1")
@@ -91,3 +161,34 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(handler=handler)
+
+
+def _add_prune_time(kinds) -> None:
+    p = kinds.add_parser("prune-time", help="seconds to prune to a FLOPs target per criterion, vs Torch-Pruning")
+    p.add_argument("--model", default="resnet56")
+    p.add_argument("--criteria", default=None, help="comma-separated (default: every filter-ranking criterion)")
+    p.add_argument("--flops-reduction", type=float, default=2.0)
+    p.add_argument("--calibration-size", type=int, default=128)
+    p.add_argument("--allocation", default="uniform", choices=structural.ALLOCATIONS)
+    p.add_argument("--round-to", type=int, default=0, help="keep channel counts multiples of this (0: off)")
+    p.add_argument("--tp-ratio", type=float, default=0.3, help="channel ratio of the Torch-Pruning reference step")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object per criterion and line")
+
+    def handler(a) -> int:
+        models.MODELS.check(a.model)
+        criteria = a.criteria.split(",") if a.criteria else None
+        options = {"allocation": a.allocation, "round_to": a.round_to or None, "tp_ratio": a.tp_ratio, "seed": a.seed}
+        rows = prune_time(a.model, criteria, a.flops_reduction, a.calibration_size, **options)
+        for row in rows:
+            print(json.dumps(row) if a.json else _line(row))
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+def _line(row: dict) -> str:
+    return (
+        f"{row['model']:>10} {row['criterion']:>14}: {row['seconds']:7.2f} s to {row['flops_reduction']:.3f}x FLOPs "
+        f"(Torch-Pruning step {row['tp_step_seconds']:.2f} s, with its graph {row['tp_total_seconds']:.2f} s)"
+    )

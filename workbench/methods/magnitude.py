@@ -29,13 +29,19 @@ class MagnitudeMethod(Method):
         raise NotImplementedError
 
 
-@register
-class LayerwiseMagnitude(MagnitudeMethod):
-    name, cite = "layerwise_magnitude", "han2015learning"
-    summary = "the smallest |w| in every layer, each layer at the target sparsity"
+class Layerwise(MagnitudeMethod):
+    """Every layer at the target sparsity, weights chosen by a torch.nn.utils.prune function."""
+
+    choose = staticmethod(prune.l1_unstructured)
 
     def mask(self, model, sparsity):
-        prune_layerwise(model, sparsity, prune.l1_unstructured)
+        prune_layerwise(model, sparsity, type(self).choose)
+
+
+@register
+class LayerwiseMagnitude(Layerwise):
+    name, cite = "layerwise_magnitude", "han2015learning"
+    summary = "the smallest |w| in every layer, each layer at the target sparsity"
 
 
 @register
@@ -63,12 +69,9 @@ class Lamp(MagnitudeMethod):
 
 
 @register
-class RandomWeights(MagnitudeMethod):
-    name, cite = "random", "blalock2020what"
+class RandomWeights(Layerwise):
+    name, cite, choose = "random", "blalock2020what", staticmethod(prune.random_unstructured)
     summary = "uniformly random weights in every layer, each layer at the target sparsity"
-
-    def mask(self, model, sparsity):
-        prune_layerwise(model, sparsity, prune.random_unstructured)
 
 
 def lamp_scores(weight: torch.Tensor) -> torch.Tensor:

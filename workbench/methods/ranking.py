@@ -17,6 +17,7 @@ from workbench import checks, metrics
 from workbench.hparams import Hparams, param
 from workbench.methods.base import Context, Method, get, register
 from workbench.pruning import ranking, structural
+from workbench.pruning.activations import check_calibration
 from workbench.targets import ChannelRatio, FlopsReduction, LatencyBudget, ParamReduction, Sparsity, Target
 
 
@@ -66,7 +67,13 @@ class FilterRanking(Method):
     Hparams = StructuredHparams
 
     def importance(self, model: nn.Module, hp, ctx: Context):
+        """The criterion as a Torch-Pruning importance for `model` (scores per channel of a group, higher = keep)."""
         raise NotImplementedError
+
+    def criterion(self, model: nn.Module, calibration: torch.Tensor | None = None, seed: int = 0, **hparams):
+        """The importance for `model` outside a pipeline: calibration inputs, seed and hyperparameters by keyword."""
+        data = None if calibration is None else (calibration, None)
+        return self.importance(model, self.hparams(**hparams), Context((), 0, {}, seed, data))
 
     def prune(self, model: nn.Module, target: Target, hp: StructuredHparams, ctx: Context) -> list | None:
         """Remove channels to `target`; returns the removed channels per group (for replay), None if reached."""
@@ -79,6 +86,11 @@ class FilterRanking(Method):
         return structural.prune_to_target(
             model, ctx.input_shape, importance, step_target, hp.allocation, hp.round_to or None, hp.max_ratio
         )
+
+
+def calibration_of(ctx: Context, method: str) -> torch.Tensor:
+    """The context's calibration inputs, checked (a one-line error if missing or not a batch)."""
+    return check_calibration(ctx.calibration_inputs(method), method)
 
 
 def relative_target(model: nn.Module, target: Target, ctx: Context) -> Target | None:
@@ -130,24 +142,27 @@ class Fpgm(FilterRanking):
         return ranking.FilterGeometricMedian()
 
 
+class ActivationCriterion(FilterRanking):
+    """A criterion from a per-channel statistic of post-ReLU activations on calibration data."""
+
+    needs_data, Hparams = True, CalibratedHparams
+    statistic = None  # maps activations [N, C, H, W] to a [C] statistic summed over images
+
+    def importance(self, model, hp, ctx):
+        statistic = type(self).statistic
+        return ranking.ActivationImportance(model, calibration_of(ctx, self.name), statistic, hp.batch_size)
+
+
 @register
-class HRank(FilterRanking):
-    name, cite, needs_data, Hparams = "hrank", "lin2020hrank", True, CalibratedHparams
+class HRank(ActivationCriterion):
+    name, cite, statistic = "hrank", "lin2020hrank", staticmethod(ranking.feature_map_rank)
     summary = "filters whose post-ReLU feature maps have the lowest average matrix rank on calibration data"
 
-    def importance(self, model, hp, ctx):
-        calibration = ctx.calibration_inputs(self.name)
-        return ranking.ActivationImportance(model, calibration, ranking.feature_map_rank, hp.batch_size)
-
 
 @register
-class Apoz(FilterRanking):
-    name, cite, needs_data, Hparams = "apoz", "hu2016network", True, CalibratedHparams
+class Apoz(ActivationCriterion):
+    name, cite, statistic = "apoz", "hu2016network", staticmethod(ranking.nonzero_fraction)
     summary = "filters with the highest average percentage of zeros after ReLU on calibration data"
-
-    def importance(self, model, hp, ctx):
-        calibration = ctx.calibration_inputs(self.name)
-        return ranking.ActivationImportance(model, calibration, ranking.nonzero_fraction, hp.batch_size)
 
 
 @register
@@ -156,7 +171,7 @@ class ThiNet(FilterRanking):
     summary = "channels whose greedy removal least changes the next layer's output on calibration data"
 
     def importance(self, model, hp, ctx):
-        calibration = ctx.calibration_inputs(self.name)
+        calibration = calibration_of(ctx, self.name)
         return ranking.ThiNet(model, calibration, hp.batch_size, hp.samples_per_image, ctx.seed, hp.rescale)
 
 

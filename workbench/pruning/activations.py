@@ -1,26 +1,28 @@
-"""Forward hooks that run a model on a calibration batch and keep per-channel statistics of its activations."""
+"""Where activations are measured (sites found by tensor identity) and per-channel statistics of them.
+
+A site is ("in", module), the tensor a module receives, or ("out", module), the tensor it returns. One forward pass
+on an example (`trace`) records every module's input and output in execution order, so sites that see the same
+tensor (a residual stream read by several blocks, a map that reaches the classifier through functional pooling) are
+recognised as one and measured once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from workbench.torchutil import batches, device_of, evaluating, hooks
+
 Statistic = Callable[[torch.Tensor], torch.Tensor]
 """Maps a post-ReLU activation reshaped to [N, C, H, W] to a [C] tensor summed over the N images."""
 
-HOOKED_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+Site = tuple[str, nn.Module]
+"""("in", module): the first tensor argument the module receives; ("out", module): the tensor it returns."""
 
-
-@dataclass
-class ChannelStatistics:
-    """Mean per-channel statistics: after each conv/linear layer (through its BatchNorm) and into each layer."""
-
-    outputs: dict[nn.Module, torch.Tensor] = field(default_factory=dict)
-    inputs: dict[nn.Module, torch.Tensor] = field(default_factory=dict)
+LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 def check_calibration(calibration: object, method: str) -> torch.Tensor:
@@ -39,133 +41,104 @@ def as_maps(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(n, c, 1, 1) if t.ndim == 2 else t.reshape(n, c, -1, t.shape[-1])
 
 
-def weight_shapes(model: nn.Module) -> tuple:
-    """The shapes of all weights of `model`: a cheap signature that changes when the model is pruned."""
-    return tuple(tuple(m.weight.shape) for m in model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor))
+@dataclass
+class Trace:
+    """Every module's input and output on one example, in execution order (tensors kept, so ids stay unique)."""
+
+    events: list[tuple[Site, torch.Tensor]]
+
+    def __post_init__(self):
+        self.tensor = {site: t for site, t in self.events}
+        self.first: dict[int, Site] = {}
+        for site, t in self.events:
+            self.first.setdefault(id(t), site)
+
+    def canonical(self, site: Site) -> Site | None:
+        """The first site at which `site`'s tensor appears (None if the site never ran)."""
+        t = self.tensor.get(site)
+        return None if t is None else self.first[id(t)]
+
+    def pooled_map(self, layer: nn.Module) -> Site | None:
+        """The map [N, C, *spatial] that reaches `layer`'s input [N, C] through global average or max pooling.
+
+        Found by value among the tensors produced before `layer` ran (ReLU applied or not), so functional pooling
+        (F.adaptive_avg_pool2d in a forward method) is recognised as well as pooling modules; None if there is none.
+        """
+        x = self.tensor.get(("in", layer))
+        if x is None or x.ndim != 2:
+            return None
+        position = next(i for i, (site, _) in enumerate(self.events) if site == ("in", layer))
+        for _, t in reversed(self.events[:position]):
+            if t.ndim >= 3 and t.shape[:2] == x.shape and t[0, 0].numel() > 1 and _pools_to(t, x):
+                return self.first[id(t)]
+        return None
 
 
-def batches(calibration: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    """Split the calibration tensor into mini-batches of at most `batch_size` inputs."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    yield from calibration.split(batch_size)
+def _pools_to(t: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether global average or max pooling of `t` (or of ReLU(t)) gives `x`."""
+    for maps in (t, torch.relu(t)):
+        flat = maps.flatten(2)
+        if torch.allclose(flat.mean(2), x, atol=1e-6) or torch.allclose(flat.amax(2), x, atol=1e-6):
+            return True
+    return False
 
 
-@contextmanager
-def evaluating(model: nn.Module, grad: bool = False):
-    """Run the body with `model` in eval mode (and without autograd unless `grad`); restore its training flag."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.set_grad_enabled(grad):
-            yield model
-    finally:
-        model.train(was_training)
-
-
-@contextmanager
-def hooks(registrations: list[Callable[[], torch.utils.hooks.RemovableHandle]]):
-    """Register hooks by calling each function in `registrations`; remove them all on exit, even after an error."""
-    handles = []
-    try:
-        for register in registrations:
-            handles.append(register())
-        yield handles
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def activation_sources(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, nn.Module]:
-    """For each conv/linear layer, the module whose output is its activation: the BatchNorm it feeds, or itself.
-
-    The pairing is found by running `example` and matching tensors by identity, so it holds for Sequential models
-    and for functional forward code alike.
-    """
-    produced: dict[int, nn.Module] = {}
-    sources: dict[nn.Module, nn.Module] = {}
-    layers = [m for m in model.modules() if isinstance(m, HOOKED_TYPES)]
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-    def remember(module, args, output):
-        produced[id(output)] = module
-        sources.setdefault(module, module)
-        keep.append(output)  # keep the tensor alive so that its id is not reused within the pass
-
-    def pair(module, args, output):
-        layer = produced.get(id(args[0]))
-        if layer is not None:
-            sources[layer] = module
-
-    keep: list[torch.Tensor] = []
-    registrations = [lambda m=m: m.register_forward_hook(remember) for m in layers]
-    registrations += [lambda m=m: m.register_forward_hook(pair) for m in norms]
-    with evaluating(model), hooks(registrations):
-        model(example.to(device_of(model)))
-    return sources
-
-
-def channel_statistics(
-    model: nn.Module,
-    calibration: torch.Tensor,
-    statistic: Statistic,
-    batch_size: int = 64,
-    outputs: set[nn.Module] | None = None,
-    inputs: set[nn.Module] | None = None,
-) -> ChannelStatistics:
-    """Mean of `statistic` per channel over the calibration inputs, on ReLU(activation) after and before layers.
-
-    After a conv/linear layer (those in `outputs`; default all), the activation is the output of the BatchNorm that
-    follows it (if any) passed through ReLU; before a conv layer (those in `inputs`; default all), it is the layer's
-    input, ReLU applied (a no-op on post-ReLU inputs). The model runs in eval mode without autograd, one mini-batch
-    at a time; all hooks are removed before returning.
-    """
-    sources = activation_sources(model, calibration[:1])
-    outputs = set(sources) if outputs is None else set(outputs) & set(sources)
-    inputs = {m for m in sources if not isinstance(m, nn.Linear)} if inputs is None else set(inputs)
-    sums: dict[tuple[str, nn.Module], torch.Tensor] = {}
-    seen: dict[tuple[str, nn.Module], int] = {}
-    cache: dict[int, torch.Tensor] = {}  # statistics of tensors that feed several layers, computed once per batch
-    keep: list[torch.Tensor] = []  # ... and the tensors themselves, so that their ids stay unique within a batch
-
-    def accumulate(key, activation):
-        value = cache.get(id(activation))
-        if value is None:
-            value = cache[id(activation)] = statistic(as_maps(torch.relu(activation.float())))
-            keep.append(activation)
-        sums[key] = sums[key] + value if key in sums else value.clone()
-        seen[key] = seen.get(key, 0) + len(activation)
-
-    def on_output(layers):
-        def hook(module, args, output):
-            for layer in layers:
-                if output.ndim == 2 or not isinstance(layer, nn.Linear):  # a token-wise linear has no channel axis 1
-                    accumulate(("out", layer), output)
-
-        return hook
+def trace(model: nn.Module, example: torch.Tensor) -> Trace:
+    """Run `example` through `model` (eval mode, no autograd) recording every module's input and output tensor."""
+    events: list[tuple[Site, torch.Tensor]] = []
 
     def on_input(module, args):
-        if args and isinstance(args[0], torch.Tensor) and args[0].ndim >= 2:
-            accumulate(("in", module), args[0])
+        if args and isinstance(args[0], torch.Tensor):
+            events.append((("in", module), args[0]))
 
-    by_source: dict[nn.Module, list[nn.Module]] = {}
-    for layer in outputs:
-        by_source.setdefault(sources[layer], []).append(layer)
-    registrations = [lambda s=s, ls=ls: s.register_forward_hook(on_output(ls)) for s, ls in by_source.items()]
-    registrations += [lambda m=m: m.register_forward_pre_hook(on_input) for m in inputs]
-    device = device_of(model)
+    def on_output(module, args, output):
+        if isinstance(output, torch.Tensor):
+            events.append((("out", module), output))
+
+    registrations = [lambda m=m: m.register_forward_pre_hook(on_input) for m in model.modules()]
+    registrations += [lambda m=m: m.register_forward_hook(on_output) for m in model.modules()]
     with evaluating(model), hooks(registrations):
+        model(example.to(device_of(model)))
+    return Trace(events)
+
+
+def activation_sources(model: nn.Module, traced: Trace) -> dict[nn.Module, nn.Module]:
+    """For each conv/linear layer, the module whose output is its activation: the BatchNorm it feeds, or itself."""
+    norm_of_input = {
+        id(traced.tensor[("in", m)]): m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and ("in", m) in traced.tensor
+    }
+    return {
+        layer: norm_of_input.get(id(traced.tensor[("out", layer)]), layer)
+        for layer in model.modules()
+        if isinstance(layer, LAYER_TYPES) and ("out", layer) in traced.tensor
+    }
+
+
+def site_statistics(
+    model: nn.Module, calibration: torch.Tensor, statistic: Statistic, sites: set[Site], batch_size: int = 64
+) -> dict[Site, torch.Tensor]:
+    """Mean of `statistic` per channel of ReLU(activation) at each site, over the calibration inputs.
+
+    The model runs in eval mode without autograd, one mini-batch at a time; all hooks are removed before returning.
+    """
+    sums: dict[Site, torch.Tensor] = {}
+    seen: dict[Site, int] = {}
+
+    def accumulate(site: Site, activation: torch.Tensor) -> None:
+        value = statistic(as_maps(torch.relu(activation.float())))
+        sums[site] = sums[site] + value if site in sums else value.clone()
+        seen[site] = seen.get(site, 0) + len(activation)
+
+    def register(site: Site):
+        side, module = site
+        if side == "in":
+            return module.register_forward_pre_hook(lambda m, args: accumulate(site, args[0]))
+        return module.register_forward_hook(lambda m, args, output: accumulate(site, output))
+
+    device = device_of(model)
+    with evaluating(model), hooks([lambda s=s: register(s) for s in sites]):
         for batch in batches(calibration, batch_size):
             model(batch.to(device))
-            cache.clear()
-            keep.clear()
-    means = {key: total / seen[key] for key, total in sums.items()}
-    return ChannelStatistics(
-        outputs={m: v for (side, m), v in means.items() if side == "out"},
-        inputs={m: v for (side, m), v in means.items() if side == "in"},
-    )
+    return {site: total / seen[site] for site, total in sums.items()}

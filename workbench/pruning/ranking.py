@@ -1,8 +1,11 @@
 """Filter-ranking criteria of structured pruning: l1, l2, fpgm, hrank, apoz, thinet, random_filter.
 
-Each method is registered as a factory `(model, calibration) -> tp.importance.Importance`. The importance maps a
-Torch-Pruning group (the coupled layers that lose the same channels) to one score per channel of the group's root,
-higher = keep.
+Each method is registered as a factory `(model, calibration, **hyperparameters) -> tp.importance.Importance`
+(hyperparameters are keyword arguments, validated on construction). The importance maps a Torch-Pruning group (the
+coupled layers that lose the same channels) to one score per channel of the group's root, higher = keep. Two optional
+attributes tell `structural.prune_to_target` more: `global_comparable = False` (scores do not compare across
+groups, so global allocation is refused) and `reconstruct(choices)`, called with the chosen channels before they are
+removed, to adjust the weights that stay (ThiNet's least-squares rescaling).
 
 Coupled groups. The "producers" of a group are the conv/linear layers whose output channels it prunes (one in a plain
 network, several when a residual addition ties them); the "consumers" are the conv/linear layers whose input
@@ -10,9 +13,9 @@ channels it prunes. Weight criteria average the producers' per-filter scores (fi
 SelectShortcut left out); activation criteria measure the activation the consumers see when producers are coupled;
 ThiNet sums its objective over the consumers.
 
-Scores are each paper's raw per-layer values, not normalised across groups: they suit MetaPruner's default local
-ranking (the same ratio in every group), as in the papers. Under global ranking they compare across groups only as
-far as the criterion does: APoZ lies in [0, 1], but L1/L2 grow with fan-in, HRank with map size, ThiNet with group size.
+Scores are each paper's raw per-layer values, not normalised across groups: they suit uniform allocation (the same
+ratio in every group), as in the papers. Global allocation divides each group's scores by their mean first; ThiNet's
+greedy positions do not survive that (every group's mean is the same), so it is refused there.
 """
 
 from __future__ import annotations
@@ -24,19 +27,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
+from workbench import checks
 from workbench.pruning.activations import (
+    Site,
     Statistic,
-    batches,
-    channel_statistics,
-    check_calibration,
-    device_of,
-    evaluating,
-    hooks,
-    weight_shapes,
+    Trace,
+    activation_sources,
+    site_statistics,
+    trace,
 )
-from workbench.pruning.registry import METHODS
+from workbench.torchutil import batches, device_of, evaluating, hooks, weight_shapes
 
-_COMMON = {"family": "filter-ranking", "granularity": "filter", "structural": True}
 _LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 
 
@@ -122,7 +123,8 @@ class Calibrated(tp.importance.Importance):
     """An importance computed from statistics of a calibration run, refreshed when the model's shapes change."""
 
     def __init__(self, model: nn.Module, calibration: torch.Tensor, batch_size: int = 64):
-        self.model, self.calibration, self.batch_size = model, calibration, batch_size
+        self.batch_size = checks.integer("batch_size", batch_size, 1)
+        self.model, self.calibration = model, calibration
         self.fallback = FilterNorm(p=1)
         self.refresh()
 
@@ -146,47 +148,85 @@ class ActivationImportance(Calibrated):
 
     A channel is measured where it leaves its producer: ReLU(BatchNorm(conv output)), with the batch norm that
     directly follows the conv (ReLU applied by us, so models calling F.relu work). In a coupled group (several
-    producers tied by residual additions) the pruned channel is the post-addition tensor, so it is measured at the
-    inputs of the group's conv consumers instead, averaged over them. Only those sites are measured, found from
-    Torch-Pruning's dependency graph. With no measured site (e.g. a linear layer applied to tokens) the group falls
-    back to L1 filter norms.
+    producers tied by residual additions) the pruned channel is the stream after each addition, so it is measured
+    where the group's consumers read it: each distinct tensor once (consumers reading the same tensor, such as the
+    next stage's first conv and its option-A shortcut, count once), fixed layers left out, and for a linear consumer
+    fed through global pooling, the map before the pooling. The group's score averages its distinct sites. With no
+    measured site (e.g. a linear layer applied to tokens) the group falls back to L1 filter norms.
     """
 
     def __init__(self, model: nn.Module, calibration: torch.Tensor, statistic: Statistic, batch_size: int = 64):
         self.statistic = statistic
         super().__init__(model, calibration, batch_size)
 
-    def collect(self):
-        outputs, inputs = measurement_sites(self.model, self.calibration[:1])
-        return channel_statistics(self.model, self.calibration, self.statistic, self.batch_size, outputs, inputs)
+    def collect(self) -> dict[Site, torch.Tensor]:
+        traced = trace(self.model, self.calibration[:1])
+        sources = activation_sources(self.model, traced)
+        self.resolved = {}
+        for group in all_layer_groups(self.model, self.calibration[:1]):
+            side, items = activation_sites(group)
+            for item in items:
+                layer = item.dep.target.module
+                self.resolved[side, layer] = resolve_site(side, layer, traced, sources, len(group[0].idxs))
+        sites = {site for site in self.resolved.values() if site is not None}
+        return site_statistics(self.model, self.calibration, self.statistic, sites, self.batch_size)
+
+    def sites(self, group) -> list[tuple[Site, object]]:
+        """The distinct sites measured for `group`, each with the first group item that reads it."""
+        self.current()
+        side, items = activation_sites(group)
+        chosen: dict[Site, object] = {}
+        for item in items:
+            site = self.resolved.get((side, item.dep.target.module))
+            if site is not None:
+                chosen.setdefault(site, item)
+        return list(chosen.items())
 
     def __call__(self, group) -> torch.Tensor | None:
         stats = self.current()
-        side, items = activation_sites(group)
-        table = stats.inputs if side == "in" else stats.outputs
-        parts = [(table[it.dep.target.module][it.idxs], it.root_idxs) for it in items if it.dep.target.module in table]
+        parts = [(stats[site][item.idxs], item.root_idxs) for site, item in self.sites(group) if site in stats]
         scores = group_mean(parts, len(group[0].idxs))
         return scores if scores is not None else self.fallback(group)
 
 
 def activation_sites(group) -> tuple[str, list]:
-    """Where channels are measured: ("in", conv consumers) if several producers are coupled, else ("out", producers)."""
-    seen = [item for item in consumers(group) if isinstance(item.dep.target.module, nn.modules.conv._ConvNd)]
-    return ("in", seen) if len(all_producers(group)) > 1 and seen else ("out", producers(group))
+    """Where channels are measured: ("in", consumers) if several producers are coupled, else ("out", producers)."""
+    readers = consumers(group)
+    return ("in", readers) if len(all_producers(group)) > 1 and readers else ("out", producers(group))
 
 
-def measurement_sites(model: nn.Module, example: torch.Tensor) -> tuple[set[nn.Module], set[nn.Module]]:
-    """The layers whose outputs and whose inputs ActivationImportance reads, from the model's dependency graph."""
+def resolve_site(side: str, layer: nn.Module, traced: Trace, sources: dict, channels: int) -> Site | None:
+    """The canonical site measuring a group's `channels`: `layer`'s activation ("out") or what it reads ("in").
+
+    None where there is nothing to measure: reads of fixed layers (weights that never train), a token-wise linear
+    layer, a linear layer reading a flattened map. A linear consumer is measured at the map it pools, or at its input
+    if that is already [N, channels].
+    """
+    if side == "out":
+        output = traced.tensor.get(("out", layer))
+        if output is None or (isinstance(layer, nn.Linear) and output.ndim != 2):
+            return None
+        return traced.canonical(("out", sources.get(layer, layer)))
+    if not layer.weight.requires_grad:
+        return None
+    if not isinstance(layer, nn.Linear):
+        return traced.canonical(("in", layer))
+    x = traced.tensor.get(("in", layer))
+    if x is None or x.ndim != 2 or x.shape[1] != channels:
+        return None
+    return traced.pooled_map(layer) or traced.canonical(("in", layer))
+
+
+def all_layer_groups(model: nn.Module, example: torch.Tensor) -> list:
+    """One Torch-Pruning group per conv/linear layer of `model` (its output channels as root), from a fresh graph."""
     with evaluating(model, grad=True):  # eval mode: tracing must not update batch-norm statistics
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example.to(device_of(model)))
-    sites: dict[str, set[nn.Module]] = {"out": set(), "in": set()}
+    groups = []
     for layer in model.modules():
         if isinstance(layer, _LAYERS) and layer in graph.module2node:
             fn = tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
-            group = graph.get_pruning_group(layer, fn, list(range(graph.get_out_channels(layer))))
-            side, items = activation_sites(group)
-            sites[side].update(item.dep.target.module for item in items)
-    return sites["out"], sites["in"]
+            groups.append(graph.get_pruning_group(layer, fn, list(range(graph.get_out_channels(layer)))))
+    return groups
 
 
 def feature_map_rank(maps: torch.Tensor) -> torch.Tensor:
@@ -214,7 +254,14 @@ class ThiNet(Calibrated):
     sum over consumers of ||sum_{c in T} x_c||^2 / ||sum_c x_c||^2 (each consumer's error relative to its output
     energy, so consumers of different scale weigh alike). Score = position in that order (first removed = 0).
     Groups without a measured consumer (e.g. channels that only reach a pooled output) fall back to L1 norms.
+
+    With `rescale`, `reconstruct` applies the paper's least-squares step (§3.3) once the channels are chosen: each
+    consumer's weights for kept channel c are multiplied by w_c, w = argmin_w sum_i (y_i - w^T x_hat_i)^2 over the
+    sampled entries (y_i: the group's channels' summed contribution, x_hat_i: the kept channels' contributions).
+    Scores are greedy positions within a group, so they do not compare across groups (`global_comparable`).
     """
+
+    global_comparable = False
 
     def __init__(
         self,
@@ -223,10 +270,13 @@ class ThiNet(Calibrated):
         batch_size: int = 64,
         samples_per_image: int = 10,
         seed: int = 0,
+        rescale: bool = True,
     ):
-        if samples_per_image < 1:
-            raise ValueError(f"samples_per_image must be a positive integer, got {samples_per_image}")
-        self.samples_per_image, self.seed = samples_per_image, seed
+        self.samples_per_image = checks.integer("samples_per_image", samples_per_image, 1)
+        self.seed = checks.integer("seed", seed, 0)
+        if not isinstance(rescale, bool):
+            raise ValueError(f"rescale must be True or False, got {rescale!r}")
+        self.rescale = rescale
         super().__init__(model, calibration, batch_size)
 
     def collect(self) -> dict[nn.Module, torch.Tensor]:
@@ -253,12 +303,55 @@ class ThiNet(Calibrated):
             x = contributions.get(item.dep.target.module)
             energy = float(x.sum(1).pow(2).mean()) if x is not None else 0.0
             if energy > 0:
-                block = torch.zeros(len(x), size, dtype=torch.float64)
-                block.index_add_(1, torch.as_tensor(item.root_idxs, dtype=torch.long), x[:, item.idxs])
-                blocks.append(block / math.sqrt(energy * len(x)))
+                blocks.append(root_contributions(x, item, size) / math.sqrt(energy * len(x)))
         if not blocks:
             return self.fallback(group)
         return greedy_removal_order(torch.cat(blocks)).float()
+
+    def reconstruct(self, choices: list[tuple[object, list[int]]]) -> None:
+        """Least-squares rescaling of the consumers' kept input channels (no-op unless `rescale`).
+
+        Args: choices: (group with full indices, root indices it will lose) per group, before anything is removed.
+        """
+        if not self.rescale:
+            return
+        contributions = self.current()
+        for group, removed in choices:
+            for item in consumers(group):
+                layer, x = item.dep.target.module, contributions.get(item.dep.target.module)
+                if x is not None and getattr(layer, "groups", 1) == 1:
+                    scales = least_squares_scales(root_contributions(x, item, len(group[0].idxs)), removed)
+                    scale_inputs(layer, item, scales)
+
+
+def root_contributions(x: torch.Tensor, item, size: int) -> torch.Tensor:
+    """A consumer's contributions [samples, its inputs] summed onto the group root's `size` channels."""
+    block = torch.zeros(len(x), size, dtype=torch.float64)
+    block.index_add_(1, torch.as_tensor(item.root_idxs, dtype=torch.long), x[:, item.idxs])
+    return block
+
+
+def least_squares_scales(x: torch.Tensor, removed: list[int]) -> torch.Tensor:
+    """w minimising ||x.sum(1) - x[:, kept] @ w||^2 on contributions [samples, channels]; 1 for removed channels.
+
+    Solved as w = 1 + d with the minimum-norm d, so a kept channel the samples never see keeps its weight.
+    """
+    kept = torch.ones(x.shape[1], dtype=torch.bool)
+    kept[list(removed)] = False
+    scales = torch.ones(x.shape[1], dtype=torch.float64)
+    if kept.any() and not kept.all():
+        residual = x[:, ~kept].sum(1, keepdim=True)
+        scales[kept] += torch.linalg.lstsq(x[:, kept], residual, driver="gelsd").solution[:, 0]
+    return scales
+
+
+def scale_inputs(layer: nn.Module, item, scales: torch.Tensor) -> None:
+    """Multiply the layer's weights for each input index of `item` by the scale of its root channel (in place)."""
+    factor = torch.ones(layer.weight.shape[1], dtype=torch.float64)
+    factor[torch.as_tensor(item.idxs, dtype=torch.long)] = scales[torch.as_tensor(item.root_idxs, dtype=torch.long)]
+    shape = (1, -1) + (1,) * (layer.weight.ndim - 2)
+    with torch.no_grad():
+        layer.weight.mul_(factor.to(layer.weight).view(shape))
 
 
 def greedy_removal_order(contributions: torch.Tensor) -> torch.Tensor:
@@ -353,94 +446,3 @@ def _padding(conv: nn.Module) -> list[int]:
 
 def _pad_mode(conv: nn.Module) -> str:
     return "constant" if conv.padding_mode == "zeros" else conv.padding_mode
-
-
-@METHODS.register(
-    "l1",
-    **_COMMON,
-    needs_data=False,
-    cite="li2017pruning",
-    summary="filters with the smallest L1 norm (sum |w|), averaged over residual-coupled layers",
-)
-def l1(model: nn.Module, calibration: torch.Tensor | None = None) -> tp.importance.Importance:
-    """Li et al. (2017): score = L1 norm of the filter; `model` and `calibration` are not used."""
-    return FilterNorm(p=1)
-
-
-@METHODS.register(
-    "l2",
-    **_COMMON,
-    needs_data=False,
-    cite="li2017pruning",
-    summary="filters with the smallest L2 norm, averaged over residual-coupled layers",
-)
-def l2(model: nn.Module, calibration: torch.Tensor | None = None) -> tp.importance.Importance:
-    """Li et al. (2017), L2 variant: score = squared L2 norm of the filter; inputs are not used."""
-    return FilterNorm(p=2)
-
-
-@METHODS.register(
-    "fpgm",
-    **_COMMON,
-    needs_data=False,
-    cite="he2019filter",
-    summary="filters nearest the geometric median of their layer (smallest summed distance to the others)",
-)
-def fpgm(model: nn.Module, calibration: torch.Tensor | None = None) -> tp.importance.Importance:
-    """He et al. (2019): score = sum of Euclidean distances to the layer's other filters; inputs are not used."""
-    return FilterGeometricMedian()
-
-
-@METHODS.register(
-    "hrank",
-    **_COMMON,
-    needs_data=True,
-    cite="lin2020hrank",
-    summary="filters whose post-ReLU feature maps have the lowest average matrix rank on calibration data",
-)
-def hrank(model: nn.Module, calibration: torch.Tensor | None, *, batch_size: int = 64) -> tp.importance.Importance:
-    """Lin et al. (2020): score = mean over calibration images of rank(feature map) (see ActivationImportance)."""
-    return ActivationImportance(model, check_calibration(calibration, "hrank"), feature_map_rank, batch_size)
-
-
-@METHODS.register(
-    "apoz",
-    **_COMMON,
-    needs_data=True,
-    cite="hu2016network",
-    summary="filters with the highest average percentage of zeros after ReLU on calibration data",
-)
-def apoz(model: nn.Module, calibration: torch.Tensor | None, *, batch_size: int = 64) -> tp.importance.Importance:
-    """Hu et al. (2016): score = 1 - APoZ, the fraction of positive post-ReLU activations (see ActivationImportance)."""
-    return ActivationImportance(model, check_calibration(calibration, "apoz"), nonzero_fraction, batch_size)
-
-
-@METHODS.register(
-    "thinet",
-    **_COMMON,
-    needs_data=True,
-    cite="luo2017thinet",
-    summary="channels whose greedy removal least changes the next layer's output on calibration data",
-)
-def thinet(
-    model: nn.Module,
-    calibration: torch.Tensor | None,
-    *,
-    batch_size: int = 64,
-    samples_per_image: int = 10,
-    seed: int = 0,
-) -> tp.importance.Importance:
-    """Luo et al. (2017): score = step of the greedy removal order (see ThiNet); sampling is seeded by `seed`."""
-    return ThiNet(model, check_calibration(calibration, "thinet"), batch_size, samples_per_image, seed)
-
-
-@METHODS.register(
-    "random_filter",
-    **_COMMON,
-    needs_data=False,
-    cite="li2022revisiting",
-    summary="uniformly random filter scores (the baseline); torch.manual_seed fixes them",
-)
-def random_filter(model: nn.Module, calibration: torch.Tensor | None = None) -> tp.importance.Importance:
-    """Li et al. (2022) baseline: tp.importance.RandomImportance, torch.rand from torch's global generator."""
-    return tp.importance.RandomImportance()

@@ -1,13 +1,15 @@
 """Physical channel removal through Torch-Pruning's dependency graph (DepGraph, Fang et al., CVPR 2023).
 
 A pruned model is an ordinary, smaller nn.Module: no masks. This file holds what Torch-Pruning needs around
-it: a traceable stand-in for option-A shortcuts, protection of the classifier, targets in FLOPs, the
-prunability audit, and saving/loading a pruned architecture with `weights_only=True`.
+it: a traceable stand-in for option-A shortcuts, protection of the classifier, the allocation of removals to a
+target (scored once, planned and costed analytically, removed once), the prunability audit, and saving/loading a
+pruned architecture with `weights_only=True`.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,10 +17,15 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from workbench import metrics
+from workbench import checks, metrics, speed
 from workbench.models.cifar_resnet import PadShortcut
+from workbench.targets import ChannelRatio, FlopsReduction, LatencyBudget, ParamReduction, Sparsity, Target
+from workbench.torchutil import device_of, evaluating, hooks
 
 ALLOCATIONS = ("uniform", "global")
+TARGETS = (FlopsReduction, ParamReduction, ChannelRatio, Sparsity, LatencyBudget)
+ROOT_TYPES = [nn.modules.conv._ConvNd, nn.Linear]
+LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
 
 
@@ -52,121 +59,325 @@ def make_traceable(model: nn.Module) -> nn.Module:
 def classifier_layers(model: nn.Module, input_shape) -> list[nn.Module]:
     """The layers whose outputs are the model's outputs (never pruned): the last conv/linear layers run."""
     order: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod)) for _, m in metrics.prunable_layers(model)]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, *input_shape))
-    for h in hooks:
-        h.remove()
+    layers = [m for _, m in metrics.prunable_layers(model)]
+    registrations = [lambda m=m: m.register_forward_hook(lambda mod, i, o: order.append(mod)) for m in layers]
+    with evaluating(model), hooks(registrations):
+        model(torch.zeros(1, *input_shape, device=device_of(model)))
     return order[-1:]
 
 
 def dependency_graph(model: nn.Module, input_shape) -> tp.DependencyGraph:
-    return tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *input_shape))
+    """Torch-Pruning's dependency graph of `model`, traced in eval mode (batch-norm statistics untouched)."""
+    with evaluating(model, grad=True):
+        example = torch.zeros(1, *input_shape, device=device_of(model))
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
 
 
-@dataclass
-class Target:
-    """What to prune to: a FLOPs reduction factor (e.g. 2.0 halves FLOPs) or a fraction of channels."""
+def prune_to_target(
+    model: nn.Module,
+    input_shape,
+    importance,
+    target: Target,
+    allocation: str = "uniform",
+    round_to: int | None = None,
+    max_ratio: float = 0.95,
+) -> list[tuple[str, list[int]]]:
+    """Remove channels of `model` in place until `target` is reached; scores come from `importance(group)`.
 
-    flops_reduction: float | None = None
-    channel_ratio: float | None = None
-
-    def __post_init__(self):
-        if (self.flops_reduction is None) == (self.channel_ratio is None):
-            raise ValueError("give exactly one of flops_reduction (>= 1) or channel_ratio (in [0, 1))")
-        if self.flops_reduction is not None and not self.flops_reduction >= 1:
-            raise ValueError(f"flops_reduction must be >= 1, got {self.flops_reduction!r}")
-        if self.channel_ratio is not None and not 0 <= self.channel_ratio < 1:
-            raise ValueError(f"channel_ratio must be in [0, 1), got {self.channel_ratio!r}")
-
-
-def _pruner(model, input_shape, importance, ratio: float, allocation: str, round_to: int | None, ignored):
-    return tp.pruner.MetaPruner(
-        model,
-        torch.zeros(1, *input_shape),
-        importance=importance,
-        pruning_ratio=ratio,
-        global_pruning=allocation == "global",
-        max_pruning_ratio=0.95,
-        ignored_layers=ignored,
-        round_to=round_to,
-    )
+    Every group of coupled channels is scored once. "uniform" removes the same fraction of each group, "global"
+    ranks all channels by one threshold on scores divided by their group's mean; either way at most `max_ratio` of
+    a group goes and kept counts are multiples of `round_to`. FLOPs, parameter and sparsity targets take the
+    smallest ratio whose analytic estimate reaches them (an exact count, see ChannelPlanner.estimate); a latency
+    budget times pruned copies. Returns the removed channels per group: (root layer name, sorted indices in the
+    model's indexing before this call).
+    """
+    if not isinstance(target, TARGETS):
+        known = ", ".join(f"{t.__name__} ({t.kind})" for t in TARGETS)
+        raise ValueError(f"unsupported target {target!r} for channel pruning; known: {known}")
+    planner = ChannelPlanner(model, input_shape, importance, allocation, round_to, max_ratio)
+    return planner.apply(planner.counts(planner.ratio_for(target)))
 
 
 def prune_to_ratio(
-    model, input_shape, importance, ratio: float, allocation: str = "uniform", round_to: int | None = None
-) -> list[tuple[str, list[int]]]:
-    """Remove `ratio` of the channels of every prunable group (uniform) or by one global ranking, in place.
-
-    Returns the removed channels as (root layer name, indices) per group, in the dense model's indexing.
-    """
-    if allocation not in ALLOCATIONS:
-        raise ValueError(f"unknown allocation {allocation!r}; known: {', '.join(ALLOCATIONS)}")
-    names = {m: n for n, m in model.named_modules()}
-    pruner = _pruner(model, input_shape, importance, ratio, allocation, round_to, classifier_layers(model, input_shape))
-    removed = []
-    for group in pruner.step(interactive=True):
-        root = group[0].dep.target.module
-        removed.append((names.get(root, str(root)), sorted(int(i) for i in group[0].idxs)))
-        group.prune()
-    return removed
-
-
-def ratio_for_flops(
-    model,
+    model: nn.Module,
     input_shape,
-    make_importance: Callable[[nn.Module], object],
-    reduction: float,
+    importance,
+    ratio: float,
     allocation: str = "uniform",
     round_to: int | None = None,
-    tolerance: float = 0.01,
-) -> float:
-    """The channel ratio whose pruned model comes closest to dense_flops / `reduction` FLOPs (bisection on copies).
-
-    With channel rounding the reachable FLOPs are steps, so the closest ratio seen is returned.
-    """
-    dense = metrics.flop_count(model, input_shape)["flops"]
-    goal = dense / reduction
-    low, high, best = 0.0, 0.95, (float("inf"), 0.0)
-    for _ in range(16):
-        mid = (low + high) / 2
-        trial = copy.deepcopy(model)
-        prune_to_ratio(trial, input_shape, make_importance(trial), mid, allocation, round_to)
-        flops = metrics.flop_count(trial, input_shape)["flops"]
-        best = min(best, (abs(flops - goal) / goal, mid))
-        if best[0] <= tolerance:
-            break
-        low, high = (mid, high) if flops > goal else (low, mid)
-    return best[1]
-
-
-def prune_structured(
-    model, input_shape, make_importance, target: Target, allocation: str = "uniform", round_to: int | None = None
+    max_ratio: float = 0.95,
 ) -> list[tuple[str, list[int]]]:
-    """Prune `model` in place to `target`; `make_importance(model)` builds the criterion on the model as it is."""
-    ratio = target.channel_ratio
-    if ratio is None:
-        # uniform allocation removes the same counts whatever the criterion: search with a cheap one
-        search = (lambda m: tp.importance.MagnitudeImportance(p=1)) if allocation == "uniform" else make_importance
-        ratio = ratio_for_flops(model, input_shape, search, target.flops_reduction, allocation, round_to)
-    importance = make_importance(model)
-    if allocation == "global":
-        importance = MeanNormalized(importance)
-    return prune_to_ratio(model, input_shape, importance, ratio, allocation, round_to)
+    """Remove `ratio` of the channels of every group (uniform) or by a global ranking, in place; see prune_to_target."""
+    return prune_to_target(model, input_shape, importance, ChannelRatio(ratio), allocation, round_to, max_ratio)
 
 
-class MeanNormalized(tp.importance.Importance):
-    """A criterion's group scores divided by their mean, so one global ranking compares groups of different
-    fan-in, map size or coupling on the same scale (each group's mean score becomes 1)."""
+@dataclass
+class GroupPlan:
+    """One prunable group: its root, channels ranked lowest score first, and each layer's removed count along it.
 
-    def __init__(self, importance):
-        self.importance = importance
+    With grouped convolutions the group holds `ch_groups` copies of `units` channels, pruned alike (as MetaPruner).
+    """
 
-    def __call__(self, group):
+    group: object
+    name: str
+    units: int
+    ch_groups: int
+    order: list[int]
+    normalised: torch.Tensor
+    cumulative: dict[tuple[nn.Module, str], list[int]]
+
+    def removed(self, k: int) -> list[int]:
+        """Sorted root indices lost when the first `k` units of the order go."""
+        return sorted(u + g * self.units for u in self.order[:k] for g in range(self.ch_groups))
+
+
+@dataclass
+class LayerCost:
+    """A module's dense FLOPs, parameters and conv/linear weights, with the channel counts they scale by."""
+
+    flops: int
+    params: int
+    weights: int
+    bias: int
+    out: int
+    inputs: int
+
+
+class ChannelPlanner:
+    """Scores every group of `model` once, then plans removals and counts their cost analytically (microseconds).
+
+    Args: allocation: "uniform" or "global"; round_to: kept counts multiples of it (None: off); max_ratio: the most
+    of any group removed.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape,
+        importance,
+        allocation: str = "uniform",
+        round_to: int | None = None,
+        max_ratio: float = 0.95,
+    ):
+        checks.choice("allocation", allocation, ALLOCATIONS)
+        if round_to is not None:
+            checks.integer("round_to", round_to, 1)
+        checks.number("max_ratio", max_ratio, 0.0, 1.0, open_high=True)
+        if allocation == "global" and not getattr(importance, "global_comparable", True):
+            raise ValueError(
+                f"{type(importance).__name__} scores rank channels within a group and do not compare across groups; "
+                "use allocation='uniform'"
+            )
+        self.model, self.input_shape, self.importance = model, tuple(input_shape), importance
+        self.allocation, self.round_to, self.max_ratio = allocation, round_to, max_ratio
+        self.graph = dependency_graph(model, input_shape)
+        self.names = {m: n for n, m in model.named_modules()}
+        ignored = classifier_layers(model, input_shape)
+        groups = self.graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES)
+        self.plans = [plan for group in groups if (plan := self._plan(group)) is not None]
+        self.all_normalised = torch.cat([p.normalised for p in self.plans] or [torch.zeros(0)]).sort().values
+        self._count_dense()
+
+    def _count_dense(self) -> None:
+        """Dense FLOPs, parameters and weights; per touched layer what scales with its channels, the rest fixed."""
+        flops = metrics.flop_count(self.model, self.input_shape)
+        params = metrics.count_params(self.model)["params"]
+        self.dense = {"flops": flops["flops"], "params": params, "weights": metrics.prunable_weight_count(self.model)}
+        touched = {module for plan in self.plans for module, _ in plan.cumulative}
+        self.costs = {m: _layer_cost(m, self.graph, flops["per_module"].get(self.names[m], 0)) for m in touched}
+        self.fixed = dict(self.dense)
+        for module, cost in self.costs.items():
+            for key, value in _scaled(module, cost, 0, 0):
+                self.fixed[key] -= value
+
+    def _plan(self, group) -> GroupPlan | None:
         scores = self.importance(group)
         if scores is None:
             return None
-        return scores / scores.abs().mean().clamp_min(1e-12)
+        ch_groups = self._channel_groups(group)
+        units = len(group[0].idxs) // ch_groups
+        unit_scores = scores.detach().double().cpu().view(ch_groups, units).mean(0)
+        order = torch.argsort(unit_scores, stable=True)
+        normalised = (unit_scores / unit_scores.abs().mean().clamp_min(1e-12)).sort().values
+        cumulative = {key: [0, *torch.cumsum(counts[order], 0).tolist()] for key, counts in self._counts(group, units)}
+        name = self.names[group[0].dep.target.module]
+        return GroupPlan(group, name, units, ch_groups, order.tolist(), normalised, cumulative)
+
+    def _channel_groups(self, group) -> int:
+        """MetaPruner's channel grouping: the largest groups count of a grouped (not depthwise) layer in the group."""
+        found = [1]
+        for item in group:
+            module, fn = item.dep.target.module, item.dep.handler
+            pruner = self.graph.get_pruner_of_module(module)
+            if module not in self.names or pruner is None or _depthwise(module):
+                continue
+            out = self.graph.is_out_channel_pruning_fn(fn)
+            found.append(pruner.get_out_channel_groups(module) if out else pruner.get_in_channel_groups(module))
+        return max(found)
+
+    def _counts(self, group, units: int):
+        """Per (module, side) touched by the group: how many of its channels each unit of the root carries."""
+        layer_to_root: dict[tuple[nn.Module, str], dict[int, int]] = {}
+        for item in group:
+            module, fn = item.dep.target.module, item.dep.handler
+            if module not in self.names or not (isinstance(module, LAYER_TYPES) or _own_params(module)):
+                continue
+            out = self.graph.is_out_channel_pruning_fn(fn) or not isinstance(module, LAYER_TYPES)  # depthwise: both
+            side = "out" if out else "in"
+            pairs = zip(map(int, item.idxs), map(int, item.root_idxs), strict=True)
+            layer_to_root.setdefault((module, side), {}).update(pairs)
+        for key, mapping in layer_to_root.items():
+            roots = torch.tensor(list(mapping.values()), dtype=torch.long) % units
+            yield key, torch.bincount(roots, minlength=units)
+
+    def counts(self, ratio: float) -> list[int]:
+        """Units removed from each group at channel ratio `ratio` (uniform or global allocation, capped, rounded)."""
+        if self.allocation == "uniform":
+            keep = [int(plan.units * (1 - ratio)) for plan in self.plans]
+        else:
+            keep = [plan.units - k for plan, k in zip(self.plans, self._global_removed(ratio), strict=True)]
+        return [plan.units - self._finish(plan.units, kept) for plan, kept in zip(self.plans, keep, strict=True)]
+
+    def _global_removed(self, ratio: float) -> list[int]:
+        total = len(self.all_normalised)
+        n_pruned = total - int(total * (1 - ratio))
+        if n_pruned <= 0:
+            return [0] * len(self.plans)
+        threshold = self.all_normalised[n_pruned - 1]
+        return [int(torch.searchsorted(plan.normalised, threshold, right=True)) for plan in self.plans]
+
+    def _finish(self, units: int, keep: int) -> int:
+        """Kept units after rounding down to `round_to` and keeping at least 1 - max_ratio of the group."""
+        floor = max(1, math.ceil(round(units * (1 - self.max_ratio), 9)))
+        if self.round_to:
+            keep -= keep % self.round_to
+            floor = min(units, -(-floor // self.round_to) * self.round_to)
+        return max(keep, floor)
+
+    def estimate(self, counts: list[int]) -> dict[str, int]:
+        """FLOPs, parameters and conv/linear weights of the model after removing `counts` units per group.
+
+        Exact for conv/linear layers (any groups; depthwise ones lose inputs with outputs), batch norms and other
+        layers whose parameters are per channel, given FLOPs counted as in metrics.flop_count.
+        """
+        removed: dict[tuple[nn.Module, str], int] = {}
+        for plan, k in zip(self.plans, counts, strict=True):
+            for key, cumulative in plan.cumulative.items():
+                removed[key] = removed.get(key, 0) + cumulative[k]
+        total = dict(self.fixed)
+        for module, cost in self.costs.items():
+            for key, value in _scaled(module, cost, removed.get((module, "out"), 0), removed.get((module, "in"), 0)):
+                total[key] += value
+        return total
+
+    def ratio_for(self, target: Target) -> float:
+        """The channel ratio that reaches `target`: given, or the smallest whose estimate (or timing) reaches it."""
+        if isinstance(target, ChannelRatio):
+            return target.value
+        if isinstance(target, LatencyBudget):
+            reached = self._latency_reached(target)
+            return _smallest_ratio(reached, self.max_ratio, target, steps=8)
+        key, limit = _limit(target, self.dense)
+        return _smallest_ratio(lambda r: self.estimate(self.counts(r))[key] <= limit, self.max_ratio, target)
+
+    def _latency_reached(self, target: LatencyBudget) -> Callable[[float], bool]:
+        timings: dict[tuple[int, ...], float] = {}
+
+        def reached(ratio: float) -> bool:
+            counts = tuple(self.counts(ratio))
+            if counts not in timings:
+                candidate = copy.deepcopy(self.model)
+                self.apply(list(counts), candidate)
+                ready = speed.inference_ready(candidate)
+                measured = metrics.latency_ms(ready, self.input_shape, target.batch_size, target.threads, 0.05, True)
+                timings[counts] = measured["latency_ms"]
+            return timings[counts] <= target.value
+
+        return reached
+
+    def apply(self, counts: list[int], model: nn.Module | None = None) -> list[tuple[str, list[int]]]:
+        """Remove the planned channels from the planner's model (its importance's `reconstruct` hook first, if any),
+        or from `model`, a copy of it (no hook). Returns (root name, removed root indices) per group that lost any."""
+        removed = [(plan.name, plan.removed(k)) for plan, k in zip(self.plans, counts, strict=True) if k > 0]
+        if model is not None:
+            return replay(model, self.input_shape, removed)
+        hook = getattr(self.importance, "reconstruct", None)
+        if hook is not None:
+            groups = [plan.group for plan, k in zip(self.plans, counts, strict=True) if k > 0]
+            hook([(group, idxs) for group, (_, idxs) in zip(groups, removed, strict=True)])
+        return replay(self.model, self.input_shape, removed, self.graph)
+
+
+def replay(model: nn.Module, input_shape, removed: list, graph: tp.DependencyGraph | None = None) -> list:
+    """Remove channels recorded by prune_to_target, [(root layer name, indices)], from `model` in place; returns them.
+
+    `model` must have the architecture the record was taken on; `graph` is its dependency graph (built if None).
+    """
+    graph = graph or dependency_graph(model, input_shape)
+    modules = dict(model.named_modules())
+    for name, idxs in removed:
+        root = modules[name]
+        graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, list(idxs)).prune()
+    return removed
+
+
+def _depthwise(module: nn.Module) -> bool:
+    conv = isinstance(module, nn.modules.conv._ConvNd)
+    return conv and 1 < module.groups == module.in_channels == module.out_channels
+
+
+def _own_params(module: nn.Module) -> list[torch.Tensor]:
+    return list(module.parameters(recurse=False))
+
+
+def _layer_cost(module: nn.Module, graph: tp.DependencyGraph, flops: int) -> LayerCost:
+    params = sum(p.numel() for p in _own_params(module))
+    if isinstance(module, LAYER_TYPES):
+        bias = module.bias.numel() if module.bias is not None else 0
+        out, inputs = graph.get_out_channels(module), graph.get_in_channels(module)
+        return LayerCost(flops, params, module.weight.numel(), bias, out, 1 if _depthwise(module) else inputs)
+    if any(p.ndim != 1 for p in _own_params(module)):
+        raise ValueError(
+            f"cannot count the parameters of a pruned {type(module).__name__}; known: conv, linear, "
+            "and layers with one parameter per channel (batch norm, ...)"
+        )
+    return LayerCost(flops, params, 0, 0, graph.get_out_channels(module), 1)
+
+
+def _scaled(module: nn.Module, cost: LayerCost, removed_out: int, removed_in: int):
+    """(quantity, value) pairs: one module's FLOPs, parameters and conv/linear weights after it loses channels."""
+    out = cost.out - removed_out
+    if not isinstance(module, LAYER_TYPES):
+        yield "params", cost.params // cost.out * out
+        return
+    inputs = cost.inputs - (0 if _depthwise(module) else removed_in)
+    scale = (out * inputs, cost.out * cost.inputs)
+    weights = cost.weights * scale[0] // scale[1]
+    yield "flops", cost.flops * scale[0] // scale[1]
+    yield "params", weights + cost.bias // cost.out * out + (cost.params - cost.weights - cost.bias)
+    yield "weights", weights if isinstance(module, metrics.PRUNABLE_TYPES) else 0
+
+
+def _limit(target: Target, dense: dict[str, int]) -> tuple[str, float]:
+    """The estimated quantity a target bounds and its largest allowed value."""
+    if isinstance(target, FlopsReduction):
+        return "flops", dense["flops"] / target.value
+    if isinstance(target, ParamReduction):
+        return "params", dense["params"] / target.value
+    return "weights", dense["weights"] * (1 - target.value)
+
+
+def _smallest_ratio(reached: Callable[[float], bool], high: float, target: Target, steps: int = 50) -> float:
+    """Bisection for the smallest channel ratio in [0, high] at which `reached` (monotone) holds."""
+    if reached(0.0):
+        return 0.0
+    if not reached(high):
+        raise ValueError(f"target {target.label()} is out of reach: removing {high:g} of every group does not reach it")
+    low = 0.0
+    for _ in range(steps):
+        mid = (low + high) / 2
+        low, high = (low, mid) if reached(mid) else (mid, high)
+    return high
 
 
 def audit(model: nn.Module, input_shape) -> list[dict]:
