@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench import config, paths, records, training
+from workbench import config, metrics, paths, records, training
+from workbench import data as wdata
 from workbench.checks import ConfigError
 from workbench.methods import METHODS
 from workbench.runner import pipeline, recipe, store, sweep
@@ -195,3 +196,22 @@ def test_records_list_every_family_in_one_frame():
     assert list(frame.columns[: len(records.COLUMNS)]) == list(records.COLUMNS)
     assert all(isinstance(json.loads(h), dict) for h in frame["hparams"])
     assert {"magnitude", "filter-ranking"} <= set(frame["family"])
+
+
+def test_channel_removal_rewinds_and_its_controls_keep_the_pruned_architecture():
+    params = {**TINY, "model": "resnet20"}
+    r = recipe("l1", ("flops_reduction", 3.0), schedule="iterative", pruning_steps=2, rewind_step=0,
+               controls=["masked_twin", "random_reinit", "scratch"], **params)  # fmt: skip
+    runs = {(x.role, x.level): x for x in pipeline.run_recipe(r, "test-channels")}
+    final = runs[("main", 2)]
+    assert final.metrics["flops_reduction"] >= 3.0 and runs[("main", 1)].metrics["flops_reduction"] >= 3.0**0.5
+    for role in ("random_reinit", "scratch"):
+        assert runs[(role, None)].metrics["params"] == final.metrics["params"]
+    twin = runs[("masked_twin", None)].metrics
+    assert twin["sparsity"] == pytest.approx(final.metrics["sparsity"], abs=1e-4) and twin["flops_reduction"] == 1.0
+    bundle = store.bundle_of(r)
+    dense = store.train_dense(r, bundle)
+    restored, removed = store.restore_model(dense.model, store.run_file(final.run_id), bundle.input_shape)
+    assert len(removed) == 2
+    test = wdata.loader(bundle.test, 256, shuffle=False)
+    assert metrics.top1(restored, test) == final.metrics["top1"]
