@@ -124,7 +124,7 @@ def test_masks_stay_applied_through_fine_tuning(method):
     r = recipe(method, ("sparsity", 0.7), epochs=1, finetune_epochs=1, pruning_steps=3)
     bundle = store.bundle_of(r)
     dense = store.train_dense(r, bundle)
-    ctx = pipeline.context(r, bundle, dense.reference)
+    ctx = store.context(r, bundle, dense.reference)
     model, _ = pipeline.prune_level(_model(), [], r, bundle, ctx, 1, dense, None)
     assert metrics.sparsity(model) == pytest.approx(0.7, abs=1e-3)
     before = {n: t.clone() for n, t in metrics.effective_tensors(model)}

@@ -10,7 +10,6 @@ import copy
 
 import torch.nn as nn
 
-from workbench import data as wdata
 from workbench import training
 from workbench.methods.base import Context
 from workbench.provenance import provenance
@@ -19,14 +18,6 @@ from workbench.records import RunRecord, read_record, write_record
 from workbench.runner import controls, measure, schedules, store
 from workbench.runner.recipe import Recipe
 from workbench.targets import Sparsity, Target
-
-
-def context(recipe: Recipe, bundle: wdata.DataBundle, reference: dict) -> Context:
-    """What the method may look at: shapes, the dense reference, the seed, labelled calibration data if needed."""
-    calibration = None
-    if recipe.method_obj.needs_data:
-        calibration = wdata.calibration_batch(bundle, recipe.calibration_size, seed=recipe.seed)
-    return Context(bundle.input_shape, bundle.num_classes, reference, recipe.seed, calibration)
 
 
 def planned_runs(recipe: Recipe) -> list[tuple[str, int | None, str]]:
@@ -67,7 +58,7 @@ def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None) -> li
     rewind_step = recipe.schedule.rewind_step
     dense = store.train_dense(recipe, bundle, save_steps=() if rewind_step is None else (rewind_step,))
     rewind_state = None if rewind_step is None else dense.checkpoint(rewind_step).model_state
-    ctx = context(recipe, bundle, dense.reference)
+    ctx = store.context(recipe, bundle, dense.reference)
     hp, levels = recipe.hparams, recipe.schedule.levels
     shape = bundle.input_shape
 

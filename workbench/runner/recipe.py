@@ -12,8 +12,10 @@ from typing import Any
 
 from workbench import checks
 from workbench.config import DataConfig, FinetuneConfig, ModelConfig, TrainConfig, nondefault, plain, stable_hash
+from workbench.data import DATASETS
 from workbench.hparams import Hparams
 from workbench.methods.base import METHODS, SCHEDULES, Method
+from workbench.models import MODELS
 from workbench.runner.schedules import level_target
 from workbench.targets import Sparsity, Target, make_target
 
@@ -70,9 +72,6 @@ class Recipe:
     seed: int = 0
 
     def __post_init__(self):
-        from workbench.data import DATASETS
-        from workbench.models import MODELS
-
         method = METHODS.get(self.method)
         method.check_target(self.target)
         if type(self.hparams) is not method.Hparams:

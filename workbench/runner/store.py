@@ -19,6 +19,7 @@ from torch.nn.utils import prune
 
 from workbench import data as wdata
 from workbench import models, paths, training
+from workbench.methods.base import Context
 from workbench.records import write_atomic
 from workbench.runner import measure
 from workbench.runner.recipe import Recipe
@@ -63,9 +64,16 @@ def dense_folder(recipe: Recipe) -> Path:
     return paths.cache_dir() / "dense" / recipe.dense_key()
 
 
-def dense_callbacks(recipe: Recipe, bundle: wdata.DataBundle) -> list:
-    from workbench.runner.pipeline import context  # the method's callbacks see the same context as its prune
+def context(recipe: Recipe, bundle: wdata.DataBundle, reference: dict) -> Context:
+    """What the method may look at: shapes, the dense reference, the seed, labelled calibration data if needed."""
+    calibration = None
+    if recipe.method_obj.needs_data:
+        calibration = wdata.calibration_batch(bundle, recipe.calibration_size, seed=recipe.seed)
+    return Context(bundle.input_shape, bundle.num_classes, reference, recipe.seed, calibration)
 
+
+def dense_callbacks(recipe: Recipe, bundle: wdata.DataBundle) -> list:
+    """The method's callbacks of dense training (none for most methods)."""
     return recipe.method_obj.training_callbacks(recipe.hparams, context(recipe, bundle, reference={}))
 
 
