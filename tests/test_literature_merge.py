@@ -1,9 +1,12 @@
 """merge_parts: dedup by title / DOI / arXiv id, most fields lead, sources unioned, conflicts kept, keys remapped."""
 
+import csv
+import io
+
 import bibtexparser
 import pytest
 
-from workbench.literature import merge_into, merge_parts, rewrite_results, validate
+from workbench.literature import merge_into, merge_parts, rewrite_results, schema, validate
 
 Y2019 = r"""@inproceedings{doe2019alpha,
   author = {Doe, Jane and Roe, Richard},
@@ -84,6 +87,7 @@ RESULTS_REFS = r"""@inproceedings{AlphaPrune,
   source = {paper table}
 }
 """
+EXTRA = schema.EXTRA_COLUMNS
 HEADER = (
     "key,method,model,dataset,baseline_top1,pruned_top1,delta_top1,params_base,params_pruned,flops_base,"
     "flops_pruned,flops_unit,flops_reduction_pct,params_reduction_pct,speedup,source"
@@ -154,7 +158,7 @@ def test_key_clash_between_different_papers_is_renamed_and_noted(parts):
 def test_rewrite_results_maps_keys_and_drops_exact_duplicates(parts):
     text, notes = rewrite_results([RESULTS], merge_parts(parts).remap)
     lines = text.splitlines()
-    assert lines[0] == HEADER
+    assert lines[0] == HEADER + "," + ",".join(EXTRA)
     assert [line.split(",")[0] for line in lines[1:]] == ["doe2019alpha", "poe2020beta", "moe2021gamma"]
     assert any("duplicate" in note for note in notes)
 
@@ -163,8 +167,8 @@ def test_rewrite_results_puts_required_columns_first():
     shuffled = "method,key,extra\nAlpha,AlphaPrune,x\n"
     text, notes = rewrite_results([shuffled], {"AlphaPrune": "doe2019alpha"})
     header, row = text.splitlines()
-    assert header == HEADER + ",extra"
-    assert row.startswith("doe2019alpha,Alpha,") and row.endswith(",x")
+    assert header == HEADER + ",extra," + ",".join(EXTRA)
+    assert row.startswith("doe2019alpha,Alpha,") and ",x," in row
     assert any("lacks columns" in note for note in notes)
 
 
@@ -186,3 +190,23 @@ def test_merge_notes_unparsable_blocks_and_keeps_the_rest(parts):
 def test_merge_without_bib_files_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no .bib files in"):
         merge_parts(tmp_path)
+
+
+def test_rewrite_results_keeps_the_stated_unit_and_infers_into_its_own_column():
+    rows = (
+        HEADER
+        + ",flops_unit_source\n"
+        + "\n".join(
+            [
+                "a2019x,A,resnet56,cifar10,93,92,-1,,,125485696,60000000,FLOPs,,,,t1,column header 'FLOPs'",
+                "a2019x,A,resnet56,cifar10,93,91,-2,,,,40000000,FLOPs,,,,t1,column header 'FLOPs'",
+                "a2019x,A,resnet56,cifar10,93,91,-2,,,,,FLOPs,50,,,t2,column header 'FLOPs'",
+            ]
+        )
+    )
+    text, notes = rewrite_results([rows], {})
+    out = list(csv.DictReader(io.StringIO(text)))
+    assert [r["flops_unit"] for r in out] == ["FLOPs"] * 3  # as the source prints it
+    assert [r["flops_unit_inferred"] for r in out] == ["MACs", "MACs", ""]  # measured; the second from its table
+    assert "measured" in out[0]["flops_unit_inferred_reason"] and out[1]["flops_unit_inferred_reason"]
+    assert out[1]["flops_pruned"] == "40000000"  # counts stay in their columns

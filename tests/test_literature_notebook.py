@@ -71,8 +71,8 @@ def _clean_literature(folder: Path) -> None:
     (folder / "references.bib").write_text("\n".join(entries))
     (folder / "results.csv").write_text(
         "key,method,model,dataset,baseline_top1,pruned_top1,delta_top1,params_base,params_pruned,flops_base,"
-        "flops_pruned,flops_unit,flops_reduction_pct,params_reduction_pct,speedup,source\n"
-        "doe2019alpha,Alpha,ResNet-56,CIFAR-10,93.0,92.8,,0.85e6,0.5e6,125e6,60e6,MACs,,,,t1\n"
+        "flops_pruned,flops_unit,flops_reduction_pct,params_reduction_pct,speedup,source,flops_unit_source\n"
+        "doe2019alpha,Alpha,ResNet-56,CIFAR-10,93.0,92.8,,0.85e6,0.5e6,125e6,60e6,MACs,,,,t1,column 'MACs'\n"
     )
 
 
@@ -105,3 +105,7 @@ def test_notebook_runs_and_prints_zero_problems_on_a_clean_literature(tmp_path, 
         "published-accuracy-vs-params.png",
     }
     assert (tmp_path / "reports" / "tables" / "10-literature" / "pareto-flops.csv").is_file()
+    assert (tmp_path / "reports" / "tables" / "10-literature" / "published-results.csv").is_file()
+    html = "".join(o.get("data", {}).get("text/html", "") for c in code_cells(ran) for o in c.outputs)
+    assert "cdn.plot.ly/plotly" not in html and html.count("plotly.js v") == 1  # one inlined copy, no CDN
+    assert "itables" in html  # the table bundle is inlined too (connected=False)

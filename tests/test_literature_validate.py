@@ -6,12 +6,16 @@ from workbench.literature import validate
 
 HEADER = (
     "key,method,model,dataset,baseline_top1,pruned_top1,delta_top1,params_base,params_pruned,flops_base,"
-    "flops_pruned,flops_unit,flops_reduction_pct,params_reduction_pct,speedup,source"
+    "flops_pruned,flops_unit,flops_reduction_pct,params_reduction_pct,speedup,source,"
+    "flops_unit_source,flops_unit_inferred,flops_unit_inferred_reason,reported_in,result_id,counted"
 )
 ROWS = [
-    "doe2019alpha,Alpha,ResNet-56,CIFAR-10,93.0,92.8,-0.2,0.85e6,0.5e6,125e6,60e6,MACs,52,41.2,,fixture table 1",
-    "poe2020beta,Beta,ResNet-56,CIFAR-10,93.2,93.4,,,,,,,,,,fixture table 2",
-    "moe2021gamma,Gamma,ResNet-50,ImageNet,76.1,75.0,-1.1,25.6e6,15e6,4.1e9,2.0e9,FLOPs,,,1.8,fixture table 3",
+    "doe2019alpha,Alpha,ResNet-56,CIFAR-10,93.0,92.8,-0.2,0.85e6,0.5e6,125e6,60e6,MACs,52,41.2,,fixture table 1,"
+    "column header 'MACs',MACs,dense count matches,,R1,yes",
+    "poe2020beta,Beta,ResNet-56,CIFAR-10,93.2,93.4,,,,,,,,,,fixture table 2,,,,,R2,yes",
+    "moe2021gamma,Gamma,ResNet-50,ImageNet,76.1,75.0,-1.1,25.6e6,15e6,4.1e9,2.0e9,FLOPs,,,1.8,"
+    "example/gamma@0123456789abcdef0123456789abcdef01234567:README.md table 3,column header 'GFLOPs',,,,R3,yes",
+    "doe2019alpha,Alpha (quoted),ResNet-56,CIFAR-10,,92.8,,,,,,,52,41,,fixture table 3,,,,moe2021gamma,R1,no",
 ]
 
 
@@ -131,6 +135,16 @@ BAD = {
     "columns": (GOOD_BIB, GOOD_CSV.replace("baseline_top1,pruned_top1", "pruned_top1,baseline_top1")),
     "numeric": (GOOD_BIB, GOOD_CSV.replace("93.0,92.8", "93.0,92.8%")),
     "flops-unit": (GOOD_BIB, GOOD_CSV.replace(",FLOPs,", ",GFLOPs,")),
+    "flops-unit-source": (GOOD_BIB, GOOD_CSV.replace("column header 'MACs'", "")),
+    "flops-unit-inferred": (GOOD_BIB, GOOD_CSV.replace("MACs,dense count matches", "MACs,")),
+    "delta": (GOOD_BIB, GOOD_CSV.replace("93.0,92.8,-0.2", "93.0,92.8,-0.3")),
+    "reported-in": (GOOD_BIB, GOOD_CSV.replace(",moe2021gamma,R1,no", ",moe2021gama,R1,no")),
+    "result-copies": (GOOD_BIB, GOOD_CSV.replace(",moe2021gamma,R1,no", ",moe2021gamma,R1,yes")),
+    "unlinked-copy": (GOOD_BIB, GOOD_CSV.replace(",moe2021gamma,R1,no", ",moe2021gamma,R4,yes")),
+    "unpinned-source": (
+        GOOD_BIB,
+        GOOD_CSV.replace("example/gamma@0123456789abcdef0123456789abcdef01234567:", "github.com/example/gamma "),
+    ),
     "results-key": (GOOD_BIB, GOOD_CSV.replace("moe2021gamma,Gamma", "moe2021gama,Gamma")),
     "results-file": (GOOD_BIB, None),
 }
@@ -156,3 +170,23 @@ def test_extra_cites_must_exist(tmp_path):
     assert [p.rule for p in problems] == ["cite"] and "han2015learnin" in str(problems[0])
     problems = validate(write(tmp_path), cites={"my method": ""})
     assert [p.rule for p in problems] == ["cite"] and "my method" in str(problems[0])
+
+
+def test_a_bib_source_naming_a_repository_needs_a_commit(tmp_path):
+    bib = GOOD_BIB.replace(
+        "source = {test fixture},\n  incomplete", "source = {doi: github.com/example/beta README.md},\n  incomplete"
+    )
+    problems = validate(write(tmp_path, bib))
+    assert [p.rule for p in problems] == ["unpinned-source"] and "poe2020beta" in str(problems[0])
+    pinned = bib.replace("github.com/example/beta README.md", "example/beta@0123abc:README.md")
+    assert list(validate(write(tmp_path, pinned))) == []
+
+
+def test_real_literature_is_clean_and_each_copy_is_linked():
+    from workbench.literature import load_results, results
+
+    assert validate().summary() == "0 problems"
+    frame = load_results()
+    linked = frame[frame["result_id"].fillna("") != ""]
+    assert (linked.groupby("result_id")["counted"].apply(lambda c: (c == "yes").sum()) == 1).all()
+    assert len(results.counted(frame)) == frame["result_id"].nunique()

@@ -1,21 +1,50 @@
-"""`workbench run`: execute notebooks with papermill into reports/, render HTML, index every file made."""
+"""`workbench run`: execute notebooks with papermill into reports/, render HTML, index every file made.
+
+Regeneration you can trust:
+
+- every selected notebook's parameters are checked by the package (`notebook_checks`) before any kernel starts;
+- a notebook runs with its reports going to a staging folder (`paths.staging_dir`); only when it succeeds do they
+  replace the previous ones, in one commit (a journal written atomically, then renames; an interrupted commit is
+  completed by the next run or `workbench doctor --fix`). A failure keeps the last good report untouched and the
+  executed copy beside it as `reports/notebooks/<name>.failed.ipynb`. Run records go straight to
+  reports/records/ (WORKBENCH_RECORDS) either way, so finished runs are never lost and a rerun resumes from them;
+- one lock per notebook: a second run of the same notebook refuses in one line (or waits, `--wait`); runs of
+  different notebooks proceed side by side;
+- the kernel's training bars are off (WORKBENCH_PROGRESS=0); the sweep writes its progress to a file that this
+  process shows as one status line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import json
 import os
+import shutil
 import sys
-import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
 from workbench import paths
+from workbench.records import write_atomic
+
+REPORT_FOLDERS = ("notebooks", "figures", "tables", "results")
+"""The folders of reports/ whose entries named after a notebook belong to its report (records/ is not one)."""
+
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+"""Silence the kernel's own log ('Kernel is running over TCP without encryption', the interrupt of its shutdown);
+a cell's errors are in the executed notebook and a dead kernel is reported by papermill."""
 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names the notebook and the cell's error."""
+
+
+class NotebookBusy(RuntimeError):
+    """Another `workbench run` is regenerating this notebook; the message says which and what to do."""
 
 
 def notebooks(selection: list[str] | None = None) -> list[Path]:
@@ -33,62 +62,338 @@ def notebooks(selection: list[str] | None = None) -> list[Path]:
     return chosen
 
 
-def parse_value(text: str):
-    """A -p value as YAML, like papermill: 3 -> int, 0.5 -> float, [a, b] -> list, else the string."""
-    return yaml.safe_load(text)
+def parse_value(text: str, name: str | None = None):
+    """A -p value as YAML, like papermill: 3 -> int, 0.5 -> float, [a, b] -> list, else the string; a value that
+    is not valid YAML is a one-line ValueError naming the parameter and the position."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = f"-p {name} {text!r}" if name else repr(text)
+        raise ValueError(f"{where} is not a valid YAML value: {_yaml_problem(exc, column_only=True)}") from None
+
+
+def _yaml_problem(exc, column_only: bool = False) -> str:
+    """A YAML error in a few words with its position: 'line 3, column 5: expected ...'."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return problem
+    at = f"column {mark.column + 1}" if column_only else f"line {mark.line + 1}, column {mark.column + 1}"
+    return f"{at}: {problem}"
 
 
 def read_parameter_file(path: str | None) -> dict:
-    """Parameters from a YAML file: flat names for every notebook, or {notebook stem: {...}} per notebook."""
+    """Parameters from a YAML file: flat names (for the notebooks that have them) and {notebook stem: {...}}."""
+    import yaml
+
     if not path:
         return {}
-    loaded = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ValueError(f"parameter file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"parameter file {path}: {_yaml_problem(exc)}") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"parameter file {path} must hold a mapping, got {type(loaded).__name__}")
     return loaded
 
 
 def parameters_for(notebook: Path, file_params: dict, overrides: dict) -> dict:
-    """Merge file parameters (shared, then the notebook's own section) and -p overrides."""
-    shared = {k: v for k, v in file_params.items() if not isinstance(v, dict)}
-    own = file_params.get(notebook.stem, {})
-    return {**shared, **own, **overrides}
+    """The parameters of one notebook: the file's flat names and the -p overrides it has, over its own section."""
+    from workbench.notebook_checks import parameters
+
+    known = parameters(notebook)
+    sections = {nb.stem for nb in notebooks()}
+    shared = {k: v for k, v in file_params.items() if k not in sections and k in known}
+    own = file_params.get(notebook.stem, {}) or {}
+    return {**shared, **own, **{k: v for k, v in overrides.items() if k in known}}
+
+
+def resolve(chosen: list[Path], file_params: dict, overrides: dict) -> list[tuple[Path, dict]]:
+    """(notebook, parameters) of every chosen notebook; a flat name none of them has is a one-line error."""
+    from workbench.notebook_checks import did_you_mean, parameters
+
+    sections = {nb.stem for nb in notebooks()}
+    for stem in sections & set(file_params):
+        if not isinstance(file_params[stem], dict | None):
+            raise ValueError(f"parameter file: section {stem!r} must be a mapping of names to values")
+    known = {nb.stem: list(parameters(nb)) for nb in chosen}
+    every = sorted({name for names in known.values() for name in names})
+    flat = [k for k in file_params if k not in sections] + list(overrides)
+    for name in flat:
+        if not any(name in names for names in known.values()):
+            stems = ", ".join(known)
+            hint = did_you_mean(name, every)
+            if len(known) == 1:
+                raise ValueError(f"{stems}: unknown parameter {name!r}{hint}; known: {', '.join(every)}")
+            raise ValueError(f"unknown parameter {name!r}{hint}: none of {stems} has it")
+    return [(nb, parameters_for(nb, file_params, overrides)) for nb in chosen]
 
 
 def check_parameters(notebook: Path, params: dict) -> None:
-    """Reject names the notebook's parameters cell does not define, before anything runs."""
-    import papermill as pm
+    """Refuse unknown names and bad values (the package's own checks) before any kernel starts, in one line."""
+    from workbench.notebook_checks import validate
 
-    known = {p for p in pm.inspect_notebook(str(notebook))}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"{notebook.stem}: unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    validate(notebook, params)
 
 
-def execute(notebook: Path, params: dict) -> Path:
-    """Run one notebook with papermill; the executed copy lands in reports/notebooks/ only if it succeeds."""
-    import papermill as pm
+@contextlib.contextmanager
+def claim(stems: list[str], wait: bool = False) -> Iterator[None]:
+    """Hold the lock of every notebook in `stems` (sorted, so waiting runs cannot deadlock); without `wait`, a lock
+    held by another run is a one-line NotebookBusy."""
+    import filelock
 
-    out_dir = paths.executed_notebooks_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / notebook.name
-    failed = out_dir / f"{notebook.stem}.failed.ipynb"
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=out_dir, prefix=".running-")
-    os.close(fd)
+    paths.executed_notebooks_dir().mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        for stem in sorted(set(stems)):
+            lock = filelock.FileLock(paths.run_state_file(stem, ".lock"), is_singleton=True)
+            try:
+                held.enter_context(lock.acquire(timeout=-1 if wait else 0))
+            except filelock.Timeout:
+                raise NotebookBusy(
+                    f"{stem} is being regenerated by another `workbench run` ({_owner(stem)}); wait for it to end, "
+                    "or pass --wait"
+                ) from None
+            owner = paths.run_state_file(stem, ".owner")
+            write_atomic(owner, f"pid {os.getpid()} since {dt.datetime.now().strftime('%H:%M:%S')}")
+            held.callback(owner.unlink, missing_ok=True)
+        yield
+
+
+def _owner(stem: str) -> str:
     try:
-        pm.execute_notebook(str(notebook), tmp, parameters=params, cwd=str(notebook.parent),
-                            kernel_name="python3", progress_bar=True)  # fmt: skip
-    except pm.PapermillExecutionError as exc:
-        os.replace(tmp, failed)
-        raise NotebookFailed(
-            f"{notebook.stem}: cell {exc.exec_count}: {exc.ename}: {exc.evalue} (see {failed})"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
-    failed.unlink(missing_ok=True)
+        return paths.run_state_file(stem, ".owner").read_text().strip()
+    except OSError:
+        return "owner unknown"
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (which a kernel started inside inherits), then restore them."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def execute(notebook: Path, params: dict, label: str = "") -> Path:
+    """Run one notebook with papermill into its staging folder; on success its reports replace the previous ones
+    in one commit and the executed copy's path in reports/notebooks/ is returned. The caller holds its lock."""
+    import papermill as pm
+
+    stem = notebook.stem
+    stage, final = paths.staging_dir(stem), paths.executed_notebooks_dir() / notebook.name
+    recover(stem)
+    staged = stage / "notebooks" / notebook.name
+    staged.parent.mkdir(parents=True)
+    progress = paths.run_state_file(stem, ".progress.json")
+    progress.unlink(missing_ok=True)
+    kernel_env = {
+        "WORKBENCH_REPORTS": str(stage.resolve()),
+        "WORKBENCH_RECORDS": str(paths.records_root().resolve()),
+        "WORKBENCH_PROGRESS": "0",
+        "WORKBENCH_PROGRESS_FILE": str(progress.resolve()),
+    }
+    started = dt.datetime.now(dt.UTC)
+    try:
+        try:
+            options = {"kernel_name": "python3", "progress_bar": False, "extra_arguments": KERNEL_ARGUMENTS}
+            with environ(kernel_env), StatusLine(label or stem, progress):
+                pm.execute_notebook(str(notebook), str(staged), parameters=params, cwd=str(notebook.parent), **options)
+        except pm.PapermillExecutionError as exc:
+            if exc.ename == "KeyboardInterrupt":
+                raise KeyboardInterrupt from None
+            failed = _keep_failed(staged, final)
+            raise NotebookFailed(f"{stem}: cell {exc.exec_count}: {exc.ename}: {exc.evalue} (see {failed})") from None
+        except Exception as exc:  # the kernel died, or papermill could not run it
+            failed = _keep_failed(staged, final)
+            raise NotebookFailed(f"{stem}: {type(exc).__name__}: {' '.join(str(exc).split())} (see {failed})") from None
+        finally:
+            progress.unlink(missing_ok=True)
+        _stamp(staged, started)
+        render_html(staged)
+        commit(stem)
+    finally:
+        if not paths.run_state_file(stem, ".commit.json").exists():  # a commit cut short keeps what it installs
+            _remove(stage)
     return final
+
+
+def _keep_failed(staged: Path, final: Path) -> Path:
+    """Move the executed copy of a failed run beside the report, as `<name>.failed.ipynb`; returns that path."""
+    failed = final.with_name(f"{final.stem}.failed.ipynb")
+    if staged.exists():
+        os.replace(staged, failed)
+    return failed
+
+
+def _stamp(executed: Path, started: dt.datetime) -> None:
+    """Note in the executed notebook when it ran, at which commit, and where its records are."""
+    from workbench.provenance import git_commit
+
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    nb.setdefault("metadata", {})["workbench"] = {
+        **git_commit(),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "records": str(paths.records_dir(executed.stem)),
+    }
+    write_atomic(executed, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def owned(stem: str) -> list[str]:
+    """The report's entries of notebook `stem` now in reports/ (relative paths): `<folder>/<stem>` and
+    `<folder>/<stem>.*` in notebooks/, figures/, tables/ and results/ (the failed copy included)."""
+    reports = paths.reports_dir()
+    found = []
+    for folder in REPORT_FOLDERS:
+        for entry in sorted((reports / folder).glob(f"{stem}*")):
+            if entry.name == stem or entry.name.startswith(f"{stem}."):
+                found.append(f"{folder}/{entry.name}")
+    return found
+
+
+def commit(stem: str) -> None:
+    """Replace the report of `stem` by its staging folder: write the journal (the commit point), then apply it."""
+    stage = paths.staging_dir(stem)
+    install = [f"{sub.name}/{entry.name}" for sub in sorted(stage.iterdir()) if sub.is_dir()
+               for entry in sorted(sub.iterdir())]  # fmt: skip
+    remove = [rel for rel in owned(stem) if rel not in install]
+    write_atomic(paths.run_state_file(stem, ".commit.json"), json.dumps({"install": install, "remove": remove}))
+    _apply(stem)
+
+
+def _apply(stem: str) -> None:
+    """Carry out the journal of `stem`: move each old entry aside and the staged one in; idempotent, so a commit cut
+    short is completed by running it again."""
+    reports, stage = paths.reports_dir(), paths.staging_dir(stem)
+    aside = paths.run_state_file(stem, ".old")
+    journal = paths.run_state_file(stem, ".commit.json")
+    plan = json.loads(journal.read_text())
+    for rel in plan["remove"] + plan["install"]:
+        target, staged = reports / rel, stage / rel
+        if rel in plan["install"] and not staged.exists():
+            continue  # installed already
+        if target.exists():
+            (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+            _remove(aside / rel)
+            os.replace(target, aside / rel)
+        if rel in plan["install"]:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+    journal.unlink()
+    _remove(aside)
+
+
+def recover(stem: str) -> bool:
+    """Complete an interrupted commit of `stem` and clear a killed run's staging folder; True if anything was left.
+    The caller holds the notebook's lock."""
+    left = [p for p in (paths.run_state_file(stem, s) for s in (".commit.json", ".old")) if p.exists()]
+    left += [p for p in (paths.staging_dir(stem),) if p.exists()]
+    if paths.run_state_file(stem, ".commit.json").exists():
+        _apply(stem)
+    _remove(paths.run_state_file(stem, ".old"))
+    _remove(paths.staging_dir(stem))
+    return bool(left)
+
+
+STATE_SUFFIXES = (".commit.json", ".progress.json", ".old", ".lock", ".owner")
+"""What lies beside a notebook's staging folder `.running-<stem>` in reports/notebooks/."""
+
+
+def leftovers(min_age_s: float = 600) -> dict[str, list[Path]]:
+    """What runs killed midway left in reports/, by notebook stem ('' for temporary files older than `min_age_s`):
+    staging folders, interrupted commits, progress files. Notebooks a live run holds are left out."""
+    import filelock
+
+    found: dict[str, list[Path]] = {}
+    for entry in sorted(paths.executed_notebooks_dir().glob(".running-*")):
+        name = entry.name.removeprefix(".running-")
+        stem = next((name.removesuffix(s) for s in STATE_SUFFIXES if name.endswith(s)), name)
+        if entry.name.endswith((".lock", ".owner")) or stem == "index":
+            continue
+        lock = filelock.FileLock(paths.run_state_file(stem, ".lock"), is_singleton=True)
+        try:
+            with lock.acquire(timeout=0):
+                found.setdefault(stem, []).append(entry)
+        except filelock.Timeout:
+            continue  # a run holds it: not a leftover
+    old = time.time() - min_age_s
+    temporary = [p for p in sorted(paths.reports_dir().rglob(".*.tmp")) if p.stat().st_mtime < old]
+    if temporary:
+        found[""] = temporary
+    return found
+
+
+def tidy(stem: str) -> None:
+    """Complete an interrupted commit of `stem` and remove its staging leftovers (refused while a run holds it)."""
+    with claim([stem]):
+        recover(stem)
+        paths.run_state_file(stem, ".progress.json").unlink(missing_ok=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class StatusLine:
+    """While a notebook runs, show the sweep's progress (phase, runs done/total, current run) and the elapsed time
+    on stderr: one line redrawn on a terminal, a line per change (at most every 30 s) otherwise."""
+
+    def __init__(self, label: str, progress_file: Path, interval: float = 0.5):
+        self.label, self.file, self.interval = label, progress_file, interval
+        self.tty = sys.stderr.isatty()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.start, self.last, self.printed = time.monotonic(), "", 0.0
+
+    def __enter__(self) -> StatusLine:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        if self.tty:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+    def text(self) -> str:
+        """'[1/3] 01-magnitude: runs 12/75, lamp sparsity=0.9 seed 1 (2:13)'."""
+        elapsed = int(time.monotonic() - self.start)
+        clock = f"{elapsed // 60}:{elapsed % 60:02d}"
+        try:
+            state = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return f"{self.label}: running ({clock})"
+        what = f"{state['phase']} {state['done']}/{state['total']}" if state.get("phase") else "sweep"
+        if state.get("finished"):
+            what = f"sweep done ({state.get('runs', 0)} runs)"
+        current = f", {state['current']}" if state.get("current") else ""
+        return f"{self.label}: {what}{current} ({clock})"
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.interval):
+            line = self.text()
+            if self.tty:
+                width = shutil.get_terminal_size((100, 20)).columns - 1
+                sys.stderr.write("\r\x1b[K" + line[:width])
+                sys.stderr.flush()
+            elif line.rsplit(" (", 1)[0] != self.last.rsplit(" (", 1)[0] or time.monotonic() - self.printed > 30:
+                print(line, file=sys.stderr, flush=True)
+                self.last, self.printed = line, time.monotonic()
 
 
 def render_html(executed: Path) -> Path:
@@ -97,67 +402,143 @@ def render_html(executed: Path) -> Path:
 
     body, _ = HTMLExporter().from_filename(str(executed))
     html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
+    write_atomic(html, body)
     return html
 
 
 def write_index() -> Path:
-    """reports/README.md: for every executed notebook, its parameters and every file it made."""
+    """reports/README.md: for every executed notebook, when and at which commit it ran, its parameters, its
+    records folder and every file it made (written atomically, under its own lock)."""
+    import filelock
+
     reports = paths.reports_dir()
     lines = ["# Reports", "", "Regenerated by `make reports` (`workbench run`); do not edit by hand.", ""]
     for executed in sorted(paths.executed_notebooks_dir().glob("*.ipynb")):
         if executed.name.startswith(".") or executed.stem.endswith(".failed"):
             continue
-        meta = json.loads(executed.read_text()).get("metadata", {}).get("papermill", {})
-        stem = executed.stem
-        link = f"[notebooks/{executed.name}](notebooks/{executed.name}), [HTML](notebooks/{stem}.html)"
-        lines += [f"## {stem}", "", f"Source: `notebooks/{executed.name}`; executed: {link}.", ""]
-        lines.append("Parameters: " + ", ".join(_parameter_text(paths.notebooks_dir() / executed.name, meta)) + ".")
-        made = [p for sub in ("figures", "tables", "results") for p in sorted((reports / sub).glob(f"{stem}*"))]
-        made = [f for p in made for f in (sorted(p.rglob("*.*")) if p.is_dir() else [p])]
-        lines += ["", "Files:"] + [f"- [{f.relative_to(reports)}]({f.relative_to(reports)})" for f in made] + [""]
+        lines += _index_section(reports, executed)
     index = reports / "README.md"
-    index.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    paths.executed_notebooks_dir().mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(paths.run_state_file("index", ".lock"), is_singleton=True):
+        write_atomic(index, "\n".join(lines) + "\n")
     return index
+
+
+def _index_section(reports: Path, executed: Path) -> list[str]:
+    """The lines of one notebook in reports/README.md."""
+    metadata = json.loads(executed.read_text()).get("metadata", {})
+    meta, made_by = metadata.get("papermill", {}), metadata.get("workbench", {})
+    stem = executed.stem
+    link = f"[notebooks/{executed.name}](notebooks/{executed.name}), [HTML](notebooks/{stem}.html)"
+    lines = [f"## {stem}", "", f"Source: `notebooks/{executed.name}`; executed: {link}.", ""]
+    if made_by:
+        commit = (made_by.get("git_commit") or "unknown")[:12]
+        dirty = " (with uncommitted changes)" if made_by.get("git_dirty") else ""
+        when = f"{made_by.get('started_utc')} to {made_by.get('finished_utc')} (UTC)"
+        lines += [f"Run: {when}, at commit {commit}{dirty}.", ""]
+    failed = executed.with_name(f"{stem}.failed.ipynb")
+    if failed.exists():
+        lines += [f"The latest run failed: [notebooks/{failed.name}](notebooks/{failed.name}); this report is from "
+                  "the last run that succeeded.", ""]  # fmt: skip
+    lines.append(_records_line(reports, stem))
+    lines += ["", "Parameters: " + ", ".join(_parameter_text(paths.notebooks_dir() / executed.name, meta)) + "."]
+    made = [p for sub in ("figures", "tables", "results") for p in sorted((reports / sub).glob(f"{stem}*"))]
+    made = [f for p in made for f in (sorted(p.rglob("*.*")) if p.is_dir() else [p])]
+    return lines + ["", "Files:"] + [f"- [{f.relative_to(reports)}]({f.relative_to(reports)})" for f in made] + [""]
+
+
+def _records_line(reports: Path, stem: str) -> str:
+    """'Records: records/<stem>/ (N runs, every parameter set run so far)', or that the notebook keeps none."""
+    folder = paths.records_dir(stem)
+    count = len(list(folder.glob("*.json"))) if folder.exists() else 0
+    if not count:
+        return "Records: none (this notebook runs no pruning runs)."
+    try:
+        shown = folder.resolve().relative_to(reports.resolve()).as_posix() + "/"
+        where = f"[{shown}]({shown})"
+    except ValueError:
+        where = f"`{folder}`"
+    return f"Records: {where} ({count} runs of every parameter set run so far; results/ holds this run's)."
 
 
 def _parameter_text(source: Path, meta: dict) -> list[str]:
     """Every parameter as `name=value`: the values passed, then the notebook's defaults (marked so)."""
-    import papermill as pm
+    from workbench.notebook_checks import parameters
 
     passed = meta.get("parameters", {})
     shown = [f"`{k}={v!r}`" for k, v in passed.items()]
     if source.exists():
-        defaults = pm.inspect_notebook(str(source))
-        shown += [f"`{k}={p['default']}` (default)" for k, p in defaults.items() if k not in passed]
+        shown += [f"`{k}={p.default}` (default)" for k, p in parameters(source).items() if k not in passed]
     return shown or ["none"]
 
 
-def run(selection: list[str] | None = None, overrides: dict | None = None, parameter_file: str | None = None) -> int:
-    """Execute the selected notebooks; keep going past a failure, then fail naming every failed notebook."""
+def run(selection: list[str] | None = None, overrides: dict | None = None, parameter_file: str | None = None,
+        wait: bool = False) -> int:  # fmt: skip
+    """Execute the selected notebooks; keep going past a failure, then fail naming every failed notebook.
+
+    Every parameter is checked before any kernel starts and nothing is written if one is refused.
+    """
     chosen = notebooks(selection)
-    file_params = read_parameter_file(parameter_file)
-    plans = [(nb, parameters_for(nb, file_params, overrides or {})) for nb in chosen]
+    plans = resolve(chosen, read_parameter_file(parameter_file), overrides or {})
     for nb, params in plans:
         check_parameters(nb, params)
     failures = []
-    for i, (nb, params) in enumerate(plans, 1):
-        print(f"[{i}/{len(plans)}] {nb.stem} {params or ''}", flush=True)
-        try:
-            render_html(execute(nb, params))
-        except NotebookFailed as exc:
-            failures.append(str(exc))
-            print(f"FAILED {exc}", file=sys.stderr, flush=True)
-    write_index()
+    with claim([nb.stem for nb, _ in plans], wait):
+        for i, (nb, params) in enumerate(plans, 1):
+            label = f"[{i}/{len(plans)}] {nb.stem}"
+            shown = " ".join(f"{k}={v!r}" for k, v in params.items())
+            print(f"{label} {shown}".rstrip(), flush=True)
+            began = time.monotonic()
+            try:
+                execute(nb, params, label)
+                print(f"{label}: done in {_clock(time.monotonic() - began)}", flush=True)
+            except NotebookFailed as exc:
+                failures.append(str(exc))
+                print(f"FAILED {exc}", file=sys.stderr, flush=True)
+            write_index()
     for failure in failures:
         print(f"workbench run: notebook failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _run_help() -> str:
+    """The notebooks and each one's parameters with their defaults (read without a kernel), for `run --help`."""
+    from workbench.notebook_checks import parameters
+
+    lines = ["notebooks and their parameters (defaults):"]
+    for nb in notebooks():
+        try:
+            cell = parameters(nb)
+        except (OSError, ValueError, SyntaxError) as exc:
+            lines.append(f"  {nb.stem}: (parameters cannot be read: {exc})")
+            continue
+        lines.append(f"  {nb.stem}")
+        lines += [f"    {p.name} = {p.default}" + (f"  # {p.help}" if p.help else "") for p in cell.values()]
+    return "\n".join(lines)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="execute notebooks with papermill into reports/")
+    p = sub.add_parser(
+        "run", help="execute notebooks with papermill into reports/",
+        description="Execute notebooks into reports/. Every parameter is checked before any kernel starts.\n"
+        "A notebook's reports replace the previous ones only when it succeeds; a failure leaves them and writes\n"
+        "reports/notebooks/NAME.failed.ipynb. Run records (reports/records/) are kept either way.\n"
+        "A flat name (-p, or the top level of -f) applies to the selected notebooks that have it.",
+        epilog=_run_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     p.add_argument("notebooks", nargs="*", help="notebook stems or prefixes (default: all)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override a parameter (value read as YAML)")  # fmt: skip
-    p.add_argument("-f", "--parameters-file", help="YAML file of parameters (flat, or per notebook stem)")
-    p.set_defaults(handler=lambda a: run(a.notebooks, {k: parse_value(v) for k, v in a.parameter}, a.parameters_file))
+                   help="override a parameter (value read as YAML) of the notebooks that have it")  # fmt: skip
+    p.add_argument("-f", "--parameters-file", help="YAML file: flat names, and {notebook stem: {name: value}}")
+    p.add_argument("--wait", action="store_true", help="wait for another run of the same notebook instead of refusing")
+    p.set_defaults(handler=_handle)
+
+
+def _handle(a: argparse.Namespace) -> int:
+    overrides = {name: parse_value(value, name) for name, value in a.parameter}
+    return run(a.notebooks, overrides, a.parameters_file, wait=a.wait)

@@ -4,24 +4,57 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import time
+from typing import TYPE_CHECKING
 
-import torch
-import torch_pruning as tp
+if TYPE_CHECKING:
+    import torch
 
-from workbench import metrics, models, speed
-from workbench.methods import METHODS
-from workbench.pruning import ranking, structural  # noqa: F401  (ranking registers the criteria)
-from workbench.pruning.masks import masked_like
-from workbench.targets import FlopsReduction
+ALLOCATIONS = ("uniform", "global")
+"""structural.ALLOCATIONS, repeated so that building the command line imports no torch (a test checks they agree)."""
 
 
 def check_criterion(name: str) -> str:
     """`name` if it is a registered filter-ranking criterion, else a one-line error listing them."""
+    from workbench.methods import METHODS
+
     if name not in METHODS or METHODS.info(name).get("family") != "filter-ranking":
         raise ValueError(f"unknown criterion {name!r}; known: {', '.join(METHODS.names(family='filter-ranking'))}")
     return name
+
+
+@functools.lru_cache(maxsize=16)
+def max_flops_reduction(model: str, round_to: int | None = 8, max_ratio: float = 0.95) -> float:
+    """The largest FLOPs reduction channel pruning reaches on `model` at its native input: every group pruned by
+    `max_ratio`, counts rounded to `round_to` (an analytic count on a random model; about a second for ResNet-56)."""
+    import torch
+    import torch_pruning as tp
+
+    from workbench import models
+    from workbench.pruning import structural
+
+    shape = tuple(models.MODELS.info(model)["input_shape"])
+    torch.manual_seed(0)
+    net = structural.make_traceable(models.build(model, 10, shape)).eval()
+    importance = tp.importance.MagnitudeImportance(p=1)  # uniform counts do not depend on the scores
+    planner = structural.ChannelPlanner(net, shape, importance, "uniform", round_to, max_ratio)
+    return planner.dense["flops"] / planner.estimate(planner.counts(max_ratio))["flops"]
+
+
+def check_reachable(model: str, flops_reduction: float, round_to: int | None = 8) -> float:
+    """`flops_reduction` if channel pruning can reach it on `model`, else one line saying the maximum."""
+    from workbench.targets import FlopsReduction
+
+    FlopsReduction(flops_reduction)  # the target's own check: a number >= 1
+    most = max_flops_reduction(model, round_to)
+    if flops_reduction > most:
+        raise ValueError(
+            f"flops reduction {flops_reduction:g} cannot be reached on {model}: at most {most:.2f}x "
+            f"(every group pruned by 95%, round_to {round_to or 0})"
+        )
+    return flops_reduction
 
 
 def speedup(
@@ -37,8 +70,20 @@ def speedup(
     calibration_size: int = 64,
     seed: int = 0,
 ) -> dict:
-    """Prune a randomly initialised `model` to `flops_reduction` with `criterion`; time dense, pruned and masks."""
+    """Prune a randomly initialised `model` to `flops_reduction` with `criterion`; time dense, pruned and masks.
+
+    An unreachable `flops_reduction` is refused in one line with the maximum, before any timing.
+    """
+    import torch
+
+    from workbench import metrics, models, speed
+    from workbench.methods import METHODS
+    from workbench.pruning import ranking, structural  # noqa: F401  (ranking registers the criteria)
+    from workbench.pruning.masks import masked_like
+    from workbench.targets import FlopsReduction
+
     method = METHODS.get(check_criterion(criterion))
+    check_reachable(model, flops_reduction, round_to)
     shape = tuple(models.MODELS.info(model)["input_shape"])
     threads = threads or torch.get_num_threads()
     torch.manual_seed(seed)
@@ -81,6 +126,9 @@ def prune_time(
     tp.pruner.MetaPruner's step() at `tp_ratio` with MagnitudeImportance(p=1) on the same model, measured just before,
     and `tp_total_seconds` adds the pruner's construction (its dependency graph), which `seconds` also includes.
     """
+    from workbench import models
+    from workbench.methods import METHODS
+
     names = [check_criterion(n) for n in criteria or METHODS.names(family="filter-ranking")]
     shape = tuple(input_shape or models.MODELS.info(model)["input_shape"])
     return [
@@ -90,6 +138,13 @@ def prune_time(
 
 
 def _time_criterion(model, criterion, shape, flops_reduction, calibration_size, allocation, round_to, tp_ratio, seed):
+    import torch
+
+    from workbench import metrics, models
+    from workbench.methods import METHODS
+    from workbench.pruning import structural
+    from workbench.targets import FlopsReduction
+
     torch.manual_seed(seed)
     dense = structural.make_traceable(models.build(model, 10, shape)).eval()
     calibration = torch.randn(calibration_size, *shape)
@@ -117,6 +172,11 @@ def _time_criterion(model, criterion, shape, flops_reduction, calibration_size, 
 
 def tp_step(model: torch.nn.Module, shape, ratio: float) -> dict:
     """Time Torch-Pruning's plain MetaPruner (L1 magnitude, uniform `ratio`, classifier protected) on `model`."""
+    import torch
+    import torch_pruning as tp
+
+    from workbench.pruning import structural
+
     start = time.perf_counter()
     pruner = tp.pruner.MetaPruner(
         model,
@@ -139,19 +199,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_speedup(kinds) -> None:
-    p = kinds.add_parser("speedup", help="measured speedup of physical channel pruning vs FLOPs")
-    p.add_argument("--model", default="resnet56")
-    p.add_argument("--criterion", default="l1")
-    p.add_argument("--flops-reduction", type=float, default=2.0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None, help="default: torch's current thread count")
+    p = kinds.add_parser(
+        "speedup", help="measured speedup of physical channel pruning vs FLOPs",
+        description="Prune a randomly initialised model to a FLOPs reduction and time it against the dense model "
+        "(and a masked twin) in alternating rounds; an unreachable target is refused with the maximum.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--model", default="resnet56", help="a name from workbench.models.MODELS")
+    p.add_argument("--criterion", default="l1", help="a filter-ranking criterion (`workbench methods`)")
+    p.add_argument("--flops-reduction", type=float, default=2.0, help="dense FLOPs / pruned FLOPs to reach (>= 1)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per timed forward pass")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the timing (None: torch's current count)")
     p.add_argument("--round-to", type=int, default=8, help="keep channel counts multiples of this (0: off)")
-    p.add_argument("--allocation", default="uniform", choices=structural.ALLOCATIONS)
+    allocation = "uniform: every group loses the same fraction; global: one ranking over all groups"
+    p.add_argument("--allocation", default="uniform", choices=ALLOCATIONS, help=allocation)
     p.add_argument("--no-fuse", action="store_true", help="do not fold batch norm into convolutions")
     p.add_argument("--nchw", action="store_true", help="time in NCHW instead of channels-last memory format")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handler(a) -> int:
+        from workbench import models
+
         models.MODELS.check(a.model)
         options = {"round_to": a.round_to or None, "fuse_bn": not a.no_fuse, "channels_last": not a.nchw}
         result = speedup(
@@ -164,18 +232,21 @@ def _add_speedup(kinds) -> None:
 
 
 def _add_prune_time(kinds) -> None:
-    p = kinds.add_parser("prune-time", help="seconds to prune to a FLOPs target per criterion, vs Torch-Pruning")
-    p.add_argument("--model", default="resnet56")
-    p.add_argument("--criteria", default=None, help="comma-separated (default: every filter-ranking criterion)")
-    p.add_argument("--flops-reduction", type=float, default=2.0)
-    p.add_argument("--calibration-size", type=int, default=128)
-    p.add_argument("--allocation", default="uniform", choices=structural.ALLOCATIONS)
+    p = kinds.add_parser("prune-time", help="seconds to prune to a FLOPs target per criterion, vs Torch-Pruning",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("--model", default="resnet56", help="a name from workbench.models.MODELS")
+    p.add_argument("--criteria", default=None, help="comma-separated (None: every filter-ranking criterion)")
+    p.add_argument("--flops-reduction", type=float, default=2.0, help="dense FLOPs / pruned FLOPs to reach")
+    p.add_argument("--calibration-size", type=int, default=128, help="random images the criteria look at")
+    p.add_argument("--allocation", default="uniform", choices=ALLOCATIONS, help="uniform or global")
     p.add_argument("--round-to", type=int, default=0, help="keep channel counts multiples of this (0: off)")
     p.add_argument("--tp-ratio", type=float, default=0.3, help="channel ratio of the Torch-Pruning reference step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random model and images")
     p.add_argument("--json", action="store_true", help="print one JSON object per criterion and line")
 
     def handler(a) -> int:
+        from workbench import models
+
         models.MODELS.check(a.model)
         criteria = a.criteria.split(",") if a.criteria else None
         options = {"allocation": a.allocation, "round_to": a.round_to or None, "tp_ratio": a.tp_ratio, "seed": a.seed}

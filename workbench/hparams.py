@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench import checks
+from workbench.config import plain
 
 
 def param(default: Any, help: str) -> Any:  # noqa: A002 (the word users expect)
@@ -42,4 +43,5 @@ class Hparams:
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The hyperparameters as plain JSON values (tuples become lists)."""
+        return plain(self)

@@ -8,11 +8,8 @@ other output, so that `pytest --nbval` compares exactly the deterministic key fi
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
-
-import nbformat
 
 CHECK_TAG = "nbval-check"
 
@@ -22,20 +19,20 @@ def is_check(cell) -> bool:
 
 
 def store_checks(notebook: Path) -> int:
-    """Execute `notebook`, keep only its check cells' outputs; return how many cells keep outputs."""
+    """Execute `notebook` (reports and records to a temporary folder), rewrite the source notebook keeping only its
+    check cells' outputs; return how many cells keep outputs."""
+    import nbformat
     import papermill as pm
 
+    from workbench.batch import KERNEL_ARGUMENTS, environ
+
     with tempfile.TemporaryDirectory() as tmp:
-        previous = os.environ.get("WORKBENCH_REPORTS")
-        os.environ["WORKBENCH_REPORTS"] = str(Path(tmp) / "reports")
-        try:
+        env = {"WORKBENCH_REPORTS": str(Path(tmp) / "reports"), "WORKBENCH_RECORDS": str(Path(tmp) / "records"),
+               "WORKBENCH_PROGRESS": "0"}  # fmt: skip
+        with environ(env):
             executed = pm.execute_notebook(str(notebook), str(Path(tmp) / notebook.name), cwd=str(notebook.parent),
-                                           kernel_name="python3", progress_bar=False)  # fmt: skip
-        finally:
-            if previous is None:
-                os.environ.pop("WORKBENCH_REPORTS")
-            else:
-                os.environ["WORKBENCH_REPORTS"] = previous
+                                           kernel_name="python3", progress_bar=False,
+                                           extra_arguments=KERNEL_ARGUMENTS)  # fmt: skip
     ran = {c["id"]: c for c in executed["cells"] if c["cell_type"] == "code"}
     source = nbformat.read(notebook, as_version=4)
     kept = 0
@@ -52,6 +49,8 @@ def store_checks(notebook: Path) -> int:
 
 
 def _clean(output):
+    import nbformat
+
     output = nbformat.from_dict(dict(output))
     if "execution_count" in output:
         output["execution_count"] = None
@@ -60,8 +59,15 @@ def _clean(output):
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("store-checks", help="store the outputs nbval compares (cells tagged nbval-check)")
-    p.add_argument("notebooks", nargs="+", type=Path)
+    p = sub.add_parser(
+        "store-checks", help="rewrite source notebooks, keeping only the outputs nbval compares (nbval-check cells)",
+        description="Executes each notebook with its default parameters (reports and records go to a temporary "
+        "folder) and REWRITES THE SOURCE NOTEBOOK in notebooks/: the outputs of its cells tagged nbval-check are "
+        "stored, every other output is cleared. Review the diff afterwards.",
+    )  # fmt: skip
+    p.add_argument(
+        "notebooks", nargs="+", type=Path, help="source notebooks to rewrite, e.g. notebooks/01-magnitude.ipynb"
+    )
 
     def handler(args) -> int:
         for nb in args.notebooks:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+import warnings
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,62 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, text: str) -> RunRecord:
-        data = json.loads(text)
+        """The record in `text`; unknown keys are dropped; bad JSON, a missing or mistyped field is a DamagedRecord."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DamagedRecord(f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise DamagedRecord(f"holds a JSON {type(data).__name__}, not an object")
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise DamagedRecord(f"missing field(s) {', '.join(missing)}")
+        for name, kind in _SHAPES.items():
+            if name in data and not isinstance(data[name], kind):
+                raise DamagedRecord(f"field {name} is a {type(data[name]).__name__}, not a {kind.__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+_SHAPES = {"hparams": dict, "target": dict, "recipe": dict, "metrics": dict, "layers": list, "provenance": dict}
+"""The container fields a readable record must have as such (the tidy row reads into them)."""
+
+
+class DamagedRecord(ValueError):
+    """A record file that cannot be read as a RunRecord; `reason` says why, `path` where (if known)."""
+
+    def __init__(self, reason: str, path: Path | None = None):
+        self.reason, self.path = reason, path
+        super().__init__(f"damaged record {path}: {reason}" if path else reason)
+
+
+class DamagedRecordWarning(UserWarning):
+    """A damaged record was skipped (its path and the reason are in the message)."""
+
+
 def record_path(notebook: str, run_id: str) -> Path:
-    return paths.records_dir(notebook) / f"{run_id}.json"
+    """reports/records/<notebook>/<run_id>.json; both names must be safe slugs (`paths.safe_name`)."""
+    return paths.records_dir(notebook) / f"{paths.safe_name('run id', run_id)}.json"
+
+
+def load_record_file(path: Path) -> RunRecord:
+    """The record stored at `path`, or a DamagedRecord naming the path and why it cannot be read."""
+    try:
+        return RunRecord.from_json(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DamagedRecord(f"not UTF-8 text ({exc.reason})", path) from None
+    except DamagedRecord as exc:
+        raise DamagedRecord(exc.reason, path) from None
+
+
+def _read_or_skip(path: Path) -> RunRecord | None:
+    """The record at `path`, or None with a DamagedRecordWarning naming the path (`workbench doctor` lists them)."""
+    try:
+        return load_record_file(path)
+    except DamagedRecord as exc:
+        warnings.warn(f"{exc}; skipped (`workbench doctor --fix` removes it)", DamagedRecordWarning, stacklevel=3)
+        return None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -76,7 +126,8 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; reports and records are for everyone who can read the folder
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -94,20 +145,37 @@ def write_record(record: RunRecord) -> Path:
 
 
 def read_record(notebook: str, run_id: str) -> RunRecord | None:
-    """The stored record of `run_id`, or None if that run has not finished."""
+    """The stored record of `run_id`, or None if that run has not finished (or its record is damaged: a warning
+    names it, and the run is computed again)."""
     path = record_path(notebook, run_id)
-    return RunRecord.from_json(path.read_text()) if path.exists() else None
+    return _read_or_skip(path) if path.exists() else None
 
 
-def read_records(notebook: str | None = None) -> list[RunRecord]:
-    """Every stored record (of one notebook, or of all)."""
-    base = paths.reports_dir() / "records"
+def record_files(notebook: str | None = None) -> list[Path]:
+    """Every stored record file (of one notebook, or of all), sorted."""
+    base = paths.records_root()
     folders = (
         [paths.records_dir(notebook)]
         if notebook
         else sorted(p for p in base.glob("*") if p.is_dir() and not p.name.startswith("."))
     )
-    return [RunRecord.from_json(f.read_text()) for d in folders for f in sorted(d.glob("*.json"))]
+    return [f for d in folders for f in sorted(d.glob("*.json")) if not f.name.startswith(".")]
+
+
+def read_records(notebook: str | None = None) -> list[RunRecord]:
+    """Every readable stored record (of one notebook, or of all); a damaged one is skipped with a warning naming it."""
+    return [rec for f in record_files(notebook) if (rec := _read_or_skip(f)) is not None]
+
+
+def damaged_records(notebook: str | None = None) -> list[tuple[Path, str]]:
+    """(path, reason) of every record file that cannot be read."""
+    found = []
+    for f in record_files(notebook):
+        try:
+            load_record_file(f)
+        except DamagedRecord as exc:
+            found.append((f, exc.reason))
+    return found
 
 
 def records_frame(records: list[RunRecord]) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset, TensorDataset, default_collate
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: tqdm.auto warns 'IProgress not found' in kernels without ipywidgets
 
 __all__ = [
     "Callback",
@@ -242,7 +242,7 @@ def train(
 
     was_training = model.training
     model.train()
-    bar = tqdm(total=end_step - start_step, desc=desc, leave=False, disable=os.environ.get("WORKBENCH_PROGRESS") == "0")
+    bar = _progress_bar(end_step - start_step, desc)
     order, order_epoch = None, None
     try:
         for step in range(start_step, end_step):
@@ -271,6 +271,12 @@ def train(
         bar.close()
         model.train(was_training)
     return TrainState(end_step, _cpu_copy(optimizer.state_dict()), checkpoints)
+
+
+def _progress_bar(total: int, desc: str) -> tqdm:
+    """A transient training bar on stderr, off when WORKBENCH_PROGRESS=0 (`workbench run` and tests set it)."""
+    off = os.environ.get("WORKBENCH_PROGRESS") == "0"
+    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, disable=off)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:

@@ -60,6 +60,30 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    """Print one setting's published results, each counted once, sorted; an unknown setting lists the known ones."""
+    import pandas as pd
+
+    from workbench.literature import results as results_mod
+
+    table = results_mod.load_results(args.results)
+    try:
+        frame = results_mod.comparison(
+            table, args.setting, sort=args.sort, family=args.family, references=args.references
+        )
+    except KeyError as error:
+        print(error.args[0])
+        return 2
+    with pd.option_context("display.max_colwidth", 40, "display.width", 250, "display.max_rows", None):
+        print(frame.to_string(index=False, na_rep="-") if len(frame) else "(no results match)")
+    quoted = int((frame["reported_in"].fillna("") != "").sum()) if len(frame) else 0
+    print(
+        f"{len(frame)} results for {args.setting} (each counted once; {quoted} read from another paper's table, "
+        "named in reported_in; copies = rows of results.csv holding the same result)"
+    )
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the entries chosen by --key or by the filters to --out; print how many."""
     from workbench.literature.export import export_bib
@@ -113,7 +137,7 @@ def add_commands(subparsers) -> None:
     _files(cite, results=False)
     cite.set_defaults(handler=cmd_cite)
 
-    lit = subparsers.add_parser("lit", help="the pruning literature: search, validate, stats, export, merge")
+    lit = subparsers.add_parser("lit", help="the pruning literature: search, validate, stats, results, export, merge")
     sub = lit.add_subparsers(dest="lit_command", required=True)
 
     search = sub.add_parser("search", help="find entries by text and filters")
@@ -130,6 +154,13 @@ def add_commands(subparsers) -> None:
     stats = sub.add_parser("stats", help="entries per family and year, results per setting")
     _files(stats)
     stats.set_defaults(handler=cmd_stats)
+
+    results = sub.add_parser("results", help="one setting's published results as a comparison table")
+    results.add_argument("--setting", required=True, help="model/data set, e.g. resnet56/cifar10")
+    results.add_argument("--sort", default="delta_top1", help="column to sort by (default delta_top1, best first)")
+    results.add_argument("--family", default=None, help=f"keep papers of these families: {', '.join(schema.FAMILIES)}")
+    _files(results)
+    results.set_defaults(handler=cmd_results)
 
     export = sub.add_parser("export", help="write a filtered subset as a .bib file")
     export.add_argument("--key", action="append", default=[], help="a key to export (repeatable)")

@@ -265,26 +265,22 @@ def rewrite_results(texts: list[str], remap: dict[str, str]) -> tuple[str, list[
             notes.append(f"results file lacks columns {', '.join(missing)}; left empty")
         header += [c for c in reader.fieldnames or [] if c not in header]
         rows += list(reader)
+    header += [c for c in schema.EXTRA_COLUMNS if c not in header]
     out, seen, renamed = [], set(), 0
     for row in rows:
         cells = {c: (row.get(c) or "").strip() for c in header}
         if cells["key"] in remap:
             cells["key"], renamed = remap[cells["key"]], renamed + 1
-        has_counts = cells["flops_base"] or cells["flops_pruned"]
-        if cells["flops_unit"] not in schema.FLOPS_UNITS and (cells["flops_unit"] or has_counts):
-            cells["flops_unit"], why = units.infer_unit(cells)
-            cells["notes"] = "; ".join(filter(None, (cells.get("notes", ""), why)))
-        signature = tuple(cells.values())
+        if cells["reported_in"] in remap:
+            cells["reported_in"] = remap[cells["reported_in"]]
+        signature = tuple(v for c, v in cells.items() if c not in ("flops_unit_inferred", "flops_unit_inferred_reason"))
         if signature in seen:
             notes.append(f"dropped duplicate results row {cells['key']} {cells['method']} {cells['model']}")
             continue
         seen.add(signature)
         out.append(cells)
-    if "notes" not in header and any(row.get("notes") for row in out):
-        header.append("notes")
-    filled = units.fill_from_source(out)
-    if filled:
-        notes.append(f"{filled} rows took their FLOPs unit from the rest of their source table")
+    inferred = units.fill_inferred(out)
+    notes.append(f"{inferred} rows have an inferred FLOPs unit (flops_unit_inferred; flops_unit keeps the source's)")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
     writer.writeheader()

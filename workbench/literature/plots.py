@@ -14,7 +14,24 @@ AXIS_LABELS = {
     "params_reduction_pct": "parameter reduction (%)",
     "delta_top1": "change in top-1 accuracy (points)",
 }
-MAX_LEGEND = 12  # more methods than this: only the Pareto-front points are named
+MAX_LEGEND = 12  # more methods than this: only the Pareto-front points and the classic methods are named
+CLASSIC = {  # paper key -> label: methods named on every panel where they appear, besides the Pareto front
+    "han2015learning": "Han 2015",
+    "han2016deep": "Deep Compression",
+    "guo2016dynamic": "DNS",
+    "li2017pruning": "L1 (Li 2017)",
+    "luo2017thinet": "ThiNet",
+    "liu2017learning": "Slimming",
+    "he2017channel": "CP",
+    "he2018soft": "SFP",
+    "he2018amc": "AMC",
+    "yu2018nisp": "NISP",
+    "he2019filter": "FPGM",
+    "lin2019optimal": "GAL",
+    "lin2020hrank": "HRank",
+    "wen2016learning": "SSL",
+    "huang2018datadriven": "SSS",
+}
 
 
 def papers_per_year(references: pd.DataFrame, ax=None):
@@ -93,7 +110,11 @@ def published_tradeoff(
             front = group[reporting.pareto_front(group, x, y)].sort_values(x)
             ax.plot(front[x], front[y], color="black", lw=1, ls="--", marker="o", mfc="none", ms=8)
             if annotate:
-                for _, row in front.drop_duplicates("method").iterrows():
+                classic = group[group["key"].astype(str).isin(CLASSIC)].sort_values(y, ascending=False)
+                classic = classic.drop_duplicates("key").assign(method=lambda f: f["key"].astype(str).map(CLASSIC))
+                ax.scatter(classic[x], classic[y], s=60, facecolors="none", edgecolors="0.3", lw=0.8)
+                front = front[~front["key"].astype(str).isin(classic["key"].astype(str))]
+                for _, row in pd.concat([front.drop_duplicates("method"), classic]).iterrows():
                     ax.annotate(
                         _short(row["method"]),
                         (row[x], row[y]),
@@ -121,3 +142,101 @@ def _short(label: object, width: int = 24) -> str:
     """A point label cut to `width` characters."""
     text = str(label)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+HOVER = ("method", "key", "reported_in", "baseline_top1", "pruned_top1", "delta_top1", "flops_reduction_pct",
+         "params_reduction_pct", "flops_unit", "source")  # fmt: skip
+
+
+def interactive_tradeoff(results: pd.DataFrame, settings: list[str], y: str = "delta_top1", height: int = 520):
+    """A plotly figure: `y` against the FLOPs reduction and, by its buttons, the parameter reduction, one panel per
+    setting, each result once; hovering a point shows the method, its paper, the paper that reported the number and
+    the source. Classic methods (CLASSIC) are drawn as diamonds and named. Returns the figure (show it with
+    renderer 'notebook' for an HTML that works offline with one inlined copy of plotly.js)."""
+    import plotly.express as px
+
+    frame = results_mod.for_settings(results, settings)
+    frame["setting"] = frame["setting"].astype(str)
+    frame["classic"] = frame["key"].astype(str).map(CLASSIC).fillna("")
+    frame["shape"] = frame["classic"].map(lambda c: "classic method" if c else "other")
+    for column in HOVER:
+        if column not in frame.columns:
+            frame[column] = ""
+    frame = frame.dropna(subset=[y]).astype({c: "object" for c in HOVER if frame[c].dtype == "string"})
+    frame["x_flops"], frame["x_params"] = frame["flops_reduction_pct"], frame["params_reduction_pct"]
+    panels = [s for s in settings if s in set(frame["setting"])] or sorted(frame["setting"].unique())
+    fig = px.scatter(
+        frame,
+        x="x_flops",
+        y=y,
+        color="method" if frame["method"].nunique() <= MAX_LEGEND else None,
+        symbol="shape",
+        symbol_map={"classic method": "diamond", "other": "circle"},
+        facet_col="setting",
+        facet_col_wrap=2,
+        category_orders={"setting": panels},
+        hover_data={c: True for c in HOVER} | {"x_flops": False, "shape": False, "setting": False},
+        text="classic",
+        height=height * max(1, -(-len(panels) // 2)) // 2 + 120,
+    )
+    fig.update_traces(textposition="top center", textfont_size=9, marker_size=8)
+    fig.update_xaxes(matches=None, title_text=AXIS_LABELS["flops_reduction_pct"])
+    fig.update_yaxes(title_text=AXIS_LABELS.get(y, y))
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    by_trace = list(fig.data)
+    flops = [list(trace.x) for trace in by_trace]
+    params = _params_x(frame, by_trace)
+    fig.update_layout(
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "right",
+                "x": 0,
+                "y": 1.12,
+                "buttons": [
+                    {
+                        "label": "FLOPs reduction",
+                        "method": "update",
+                        "args": [
+                            {"x": flops},
+                            {
+                                f"xaxis{i or ''}.title.text": AXIS_LABELS["flops_reduction_pct"]
+                                for i in range(len(panels) + 1)
+                            },
+                        ],
+                    },
+                    {
+                        "label": "parameter reduction",
+                        "method": "update",
+                        "args": [
+                            {"x": params},
+                            {
+                                f"xaxis{i or ''}.title.text": AXIS_LABELS["params_reduction_pct"]
+                                for i in range(len(panels) + 1)
+                            },
+                        ],
+                    },
+                ],
+            }
+        ],  # fmt: skip
+        legend_title_text="",
+        margin={"t": 90},
+    )
+    return fig
+
+
+def _params_x(frame: pd.DataFrame, traces) -> list[list[float | None]]:
+    """For each trace, the parameter reductions of its points (matched by the hover data: method, key, pruned top-1)."""
+    lookup = {
+        (str(m), str(k), p): r
+        for m, k, p, r in zip(frame["method"], frame["key"], frame["pruned_top1"], frame["x_params"], strict=True)
+    }
+    out = []
+    for trace in traces:
+        data = trace.customdata if trace.customdata is not None else []
+        out.append([_nan_none(lookup.get((str(row[0]), str(row[1]), row[4]))) for row in data])
+    return out
+
+
+def _nan_none(value):
+    return None if value is None or value != value else float(value)

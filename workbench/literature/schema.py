@@ -47,6 +47,26 @@ NUMERIC_COLUMNS = (
     "speedup",
 )
 FLOPS_UNITS = ("MACs", "FLOPs")
+EXTRA_COLUMNS = (
+    "granularity",
+    "notes",
+    "flops_unit_source",
+    "flops_unit_inferred",
+    "flops_unit_inferred_reason",
+    "reported_in",
+    "result_id",
+    "counted",
+)
+"""Optional columns after the fixed ones. `flops_unit` is the unit the source prints and `flops_unit_source` says where
+(e.g. "column header 'Flops'"); `flops_unit_inferred` is the workbench's own reading of the count, with its reason in
+`flops_unit_inferred_reason`; `reported_in` is the key of the paper whose table a quoted number was read from (empty:
+the method's own paper); rows sharing a `result_id` are copies of one result, and exactly one of them has
+`counted` = yes (the method's own paper where it is among them)."""
+COUNTED_VALUES = ("yes", "no")
+
+# A repository named in a `source`: it must be pinned as owner/repo@commit:path, never as a bare github.com/owner/repo.
+UNPINNED_REPO_RE = re.compile(r"github\.com/[\w.-]+/[\w-]+(?:\.[\w-]+)*")
+PINNED_REPO_RE = re.compile(r"\b([\w.-]+/[\w.-]+)@([0-9a-f]{7,40}):(\S+?)(?=[\s,;)]|$)")
 
 DOI_RE = re.compile(r"10\.\d{4,9}/\S+")
 ARXIV_NEW_RE = re.compile(r"\d{4}\.\d{4,5}(v\d+)?")

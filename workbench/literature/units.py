@@ -1,8 +1,10 @@
-"""Say whether a published FLOPs count counts multiply-accumulates (MACs) or FLOPs (2 per MAC).
+"""Infer whether a published FLOPs count counts multiply-accumulates (MACs) or FLOPs (2 per MAC).
 
-Most pruning papers write "FLOPs" but count MACs. A row's unit is inferred by comparing its dense count
-(given, or implied by the pruned count and the reduction) with the architecture's dense MACs as measured by the
-workbench (`DENSE_MACS`): within `tolerance` of 1x means MACs, of 2x means FLOPs. No model is built here.
+Most pruning papers write "FLOPs" but count MACs. results.csv keeps the unit the source prints in `flops_unit`
+(and where it prints it in `flops_unit_source`); this module's inference goes to its own columns,
+`flops_unit_inferred` and `flops_unit_inferred_reason`. It compares a row's dense count (given, or implied by the
+pruned count and the reduction) with the architecture's dense MACs as measured by the workbench (`DENSE_MACS`):
+within `tolerance` of 1x means MACs, of 2x means FLOPs. No model is built here. Reductions (%) need no unit.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _number(text: str) -> float | None:
 
 
 def infer_unit(row: dict[str, str], tolerance: float = 0.03) -> tuple[str, str]:
-    """(unit, note) for a results row whose unit is not MACs/FLOPs; unit '' when the row has no counts."""
+    """(inferred unit, reason) for a results row; unit '' when it cannot be inferred (the reason says why)."""
     base, pruned, pct = (_number(row.get(c, "")) for c in ("flops_base", "flops_pruned", "flops_reduction_pct"))
     if base is None and pruned is None:
         return "", "source gives no absolute FLOPs count, so no unit applies"
@@ -49,34 +51,28 @@ def infer_unit(row: dict[str, str], tolerance: float = 0.03) -> tuple[str, str]:
     for unit, factor in (("MACs", 1), ("FLOPs", 2)):
         if abs(implied / (factor * macs) - 1) <= tolerance:
             how = "given" if base is not None else "implied by pruned count and reduction"
-            return unit, f"unit inferred: dense count ({how}) matches the workbench's measured {macs:,} MACs x{factor}"
+            return unit, f"dense count ({how}) matches the workbench's measured {macs:,} MACs x{factor}"
     return "", f"unit could not be inferred: dense count {implied:,.0f} matches neither {macs:,} MACs nor 2x"
 
 
-def fill_from_source(rows: list[dict[str, str]]) -> int:
-    """Give rows without a unit the unit that every resolved row of the same source and model has.
-
-    A source table counts one way throughout, so a row that lists only a pruned count inherits the unit
-    established by the source's rows that list the dense count. Counts whose unit stays unknown move to
-    the notes, so no number stands in a column without its unit. Returns how many rows were filled.
-    """
+def fill_inferred(rows: list[dict[str, str]]) -> int:
+    """Infer `flops_unit_inferred` for every row with an absolute count, then give rows that could not be inferred
+    the inferred unit every inferred row of the same source table and model has (a table counts one way throughout).
+    `flops_unit` (the unit the source prints) is never touched. Returns how many rows got an inferred unit."""
+    for row in rows:
+        if row.get("flops_base") or row.get("flops_pruned"):
+            row["flops_unit_inferred"], row["flops_unit_inferred_reason"] = infer_unit(row)
+        else:
+            row["flops_unit_inferred"], row["flops_unit_inferred_reason"] = "", ""
     units_by_table: dict[tuple[str, str], set[str]] = {}
     for row in rows:
-        if row["flops_unit"]:
-            units_by_table.setdefault((row["source"], row["model"]), set()).add(row["flops_unit"])
-    filled = 0
+        if row["flops_unit_inferred"]:
+            units_by_table.setdefault((row["source"], row["model"]), set()).add(row["flops_unit_inferred"])
     for row in rows:
         found = units_by_table.get((row["source"], row["model"]), set())
-        if not row["flops_unit"] and (row["flops_base"] or row["flops_pruned"]) and len(found) == 1:
-            row["flops_unit"] = next(iter(found))
-            row["notes"] = (
-                row.get("notes", "") + "; unit taken from the rows of the same source table that give the dense count"
+        if not row["flops_unit_inferred"] and (row.get("flops_base") or row.get("flops_pruned")) and len(found) == 1:
+            row["flops_unit_inferred"] = next(iter(found))
+            row["flops_unit_inferred_reason"] = (
+                "taken from the rows of the same source table whose dense count matches the workbench's measurement"
             )
-            filled += 1
-        elif not row["flops_unit"] and (row["flops_base"] or row["flops_pruned"]):
-            counts = ", ".join(f"{c} {row[c]}" for c in ("flops_base", "flops_pruned") if row[c])
-            row["notes"] = (
-                row.get("notes", "") + f"; reported {counts} with no way to tell MACs from FLOPs, so kept here only"
-            )
-            row["flops_base"] = row["flops_pruned"] = ""
-    return filled
+    return sum(1 for row in rows if row["flops_unit_inferred"])

@@ -58,6 +58,13 @@ RULES = (
     "columns",
     "numeric",
     "flops-unit",
+    "flops-unit-source",
+    "flops-unit-inferred",
+    "delta",
+    "reported-in",
+    "result-copies",
+    "unlinked-copy",
+    "unpinned-source",
     "results-file",
     "results-key",
     "cite",
@@ -116,7 +123,16 @@ def check_fields(library, path: Path) -> list[Problem]:
                 out.append(Problem(name, where, f"{name} {', '.join(map(repr, bad))} not in: {', '.join(allowed)}"))
         if not bib.field(entry, "source"):
             out.append(Problem("source", where, "no source (where the facts were verified)"))
+        out += [Problem("unpinned-source", where, message) for message in unpinned(bib.field(entry, "source"))]
     return out
+
+
+def unpinned(source: str) -> list[str]:
+    """A message for every repository a `source` names without a commit (github.com/owner/repo ...)."""
+    return [
+        f"repository source {m.group(0)!r} has no commit; write owner/repo@commit:path"
+        for m in schema.UNPINNED_REPO_RE.finditer(str(source or ""))
+    ]
 
 
 def _venue_declared_missing(entry) -> bool:
@@ -187,13 +203,81 @@ def check_results(path: Path, keys: set[str] | None) -> list[Problem]:
             value = row[index[column]].strip()
             if value and not _is_number(value):
                 out.append(Problem("numeric", where, f"{column} {value!r} is not a number"))
-        unit = row[index["flops_unit"]].strip()
-        has_flops = any(row[index[c]].strip() for c in ("flops_base", "flops_pruned"))
+        cell = {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(header)}
+        unit = cell["flops_unit"]
+        has_flops = any(cell[c] for c in ("flops_base", "flops_pruned"))
         if (unit or has_flops) and unit not in schema.FLOPS_UNITS:
             out.append(Problem("flops-unit", where, f"flops_unit {unit!r} not in: {', '.join(schema.FLOPS_UNITS)}"))
-        key = row[index["key"]].strip()
+        if unit in schema.FLOPS_UNITS and not _names_unit(cell.get("flops_unit_source", ""), unit):
+            message = f"flops_unit {unit!r} without a flops_unit_source naming it (where the source prints the unit)"
+            out.append(Problem("flops-unit-source", where, message))
+        inferred, reason = cell.get("flops_unit_inferred", ""), cell.get("flops_unit_inferred_reason", "")
+        if inferred and (inferred not in schema.FLOPS_UNITS or not reason):
+            out.append(
+                Problem("flops-unit-inferred", where, f"flops_unit_inferred {inferred!r} needs a unit and a reason")
+            )
+        base, pruned, delta = (_float(cell[c]) for c in ("baseline_top1", "pruned_top1", "delta_top1"))
+        if None not in (base, pruned, delta) and abs(delta - (pruned - base)) > DELTA_TOLERANCE:
+            message = f"delta_top1 {delta:g} but pruned - baseline = {pruned - base:.4g}"
+            out.append(Problem("delta", where, message))
+        key = cell["key"]
         if keys is not None and key not in keys:
             out.append(Problem("results-key", where, f"key {key!r} is not in references.bib"))
+        reported = cell.get("reported_in", "")
+        if reported and keys is not None and reported not in keys:
+            out.append(Problem("reported-in", where, f"reported_in {reported!r} is not in references.bib"))
+        out += [Problem("unpinned-source", where, message) for message in unpinned(cell["source"])]
+    if not out or all(p.rule not in ("columns", "numeric") for p in out):
+        out += check_copies(path)
+    return out
+
+
+DELTA_TOLERANCE = 0.011  # percentage points: both accuracies and the delta rounded to two decimals
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _names_unit(text: str, unit: str) -> bool:
+    """Whether a flops_unit_source text shows the unit: 'FLOPs' is named by FLOPs/Flops/FLOPS, 'MACs' by MACs/MAC."""
+    stem = {"FLOPs": "flop", "MACs": "mac"}[unit]
+    return stem in text.lower()
+
+
+def check_copies(path: Path) -> list[Problem]:
+    """Copies of one result share a result_id with exactly one counted row; rows that look like the same result
+    (see results.likely_copies) must be linked that way."""
+    from workbench.literature import results as results_mod
+
+    frame = results_mod.load_results(path)
+    out = []
+    if "result_id" not in frame.columns:
+        frame["result_id"] = ""
+    ids = frame["result_id"].fillna("").astype(str)
+    counted = frame["counted"].fillna("").astype(str) if "counted" in frame.columns else ids.map(lambda _: "")
+    for value in sorted(set(counted) - {"", *schema.COUNTED_VALUES}):
+        rows = ", ".join(str(i + 2) for i in frame.index[counted == value])
+        out.append(Problem("result-copies", f"{path.name}:{rows}", f"counted {value!r} not in: yes, no"))
+    for result_id, group in frame[ids != ""].groupby(ids[ids != ""]):
+        where = f"{path.name}:{','.join(str(i + 2) for i in group.index)} {result_id}"
+        settings = {schema.setting_of(m, d) for m, d in zip(group["model"], group["dataset"], strict=True)}
+        if group["key"].nunique() > 1 or len(settings) > 1:
+            out.append(Problem("result-copies", where, "copies of one result name different papers or settings"))
+        n_counted = int((counted[group.index] != "no").sum())
+        if n_counted != 1:
+            out.append(Problem("result-copies", where, f"{n_counted} copies counted; exactly one must be"))
+    for a, b in results_mod.likely_copies(frame):
+        if not ids[a] or ids[a] != ids[b]:
+            row_a, row_b = frame.loc[a], frame.loc[b]
+            message = (
+                f"rows {a + 2} and {b + 2} look like one result ({row_a['key']} {row_a['method']!s} "
+                f"{row_a['pruned_top1']:g} / {row_b['method']!s} {row_b['pruned_top1']:g}) but share no result_id"
+            )
+            out.append(Problem("unlinked-copy", f"{path.name}:{a + 2}", message))
     return out
 
 

@@ -42,6 +42,7 @@ class Context:
     reference: dict[str, float]
     seed: int = 0
     calibration: tuple[torch.Tensor, torch.Tensor] | None = None
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None  # the validation split, for methods that select
     level: int = 1
     levels: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +64,7 @@ class Method:
     cite: ClassVar[str]
     summary: ClassVar[str]
     needs_data: ClassVar[bool] = False
+    needs_validation: ClassVar[bool] = False  # gets the validation split as a labelled batch (e.g. a sensitivity scan)
     structural: ClassVar[bool] = False  # removes channels (the model shrinks) rather than masking weights
     schedule: ClassVar[str | None] = None  # a schedule the method always uses (e.g. "gradual"); None: the recipe's
     Hparams: ClassVar[type[Hparams]] = Hparams

@@ -32,7 +32,7 @@ def prune_layerwise(model: nn.Module, sparsity: float, method=prune.l1_unstructu
 def prune_global(model: nn.Module, sparsity: float, scores: dict[nn.Module, torch.Tensor] | None = None) -> None:
     """Zero the lowest-scoring weights across all conv/linear layers (|w| when `scores` is None)."""
     modules = [m for _, m in prunable_layers(model)]
-    importance = None if scores is None else {(m, "weight"): scores[m] for m in modules}
+    importance = None if scores is None else {(m, "weight"): scores[m].contiguous() for m in modules}
     prune.global_unstructured(
         [(m, "weight") for m in modules],
         pruning_method=prune.L1Unstructured,

@@ -6,8 +6,6 @@ a recipe interrupted at any point continues where it stopped and recomputes noth
 
 from __future__ import annotations
 
-import copy
-
 import torch.nn as nn
 
 from workbench import training
@@ -73,7 +71,9 @@ def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None) -> li
         write_record(rec)
         return rec
 
-    model, removed, parent, done = copy.deepcopy(dense.model), [], None, []
+    at_init = recipe.schedule.prune_at == "init"
+    start_state = dense.checkpoint(0).model_state if at_init else None  # pruning at initialisation
+    model, removed, parent, done = store.rebuild(dense.model, shape, [], {}, start_state), [], None, []
     for role, level, run_id in planned[:levels]:
         at = level or 1
         target = schedules.level_target(recipe.target, at, levels)
@@ -102,7 +102,8 @@ def prune_level(model, removed, recipe: Recipe, bundle, ctx: Context, level: int
     ctx.level, ctx.levels = level, recipe.schedule.levels
     target = schedules.level_target(recipe.target, level, recipe.schedule.levels)
     callbacks = list(method.finetune_callbacks(hp, ctx))
-    epochs = recipe.finetune.epochs
+    at_init = recipe.schedule.prune_at == "init"  # then the pruned network trains for the dense budget
+    epochs, lr = (recipe.train.epochs, recipe.train.lr) if at_init else (recipe.finetune.epochs, recipe.finetune.lr)
     training.seed_everything(recipe.seed, recipe.train.threads)
     if recipe.schedule.kind == "gradual":
         steps = epochs * training.steps_per_epoch(bundle.train, recipe.data.batch_size)
@@ -114,7 +115,7 @@ def prune_level(model, removed, recipe: Recipe, bundle, ctx: Context, level: int
             removed = [*removed, out]
     if rewind_state is not None:
         model = store.rewind(model, dense.model, bundle.input_shape, removed, rewind_state)
-    finetune(model, recipe, bundle, epochs, recipe.finetune.lr, seed=recipe.seed * 100 + level, callbacks=callbacks,
+    finetune(model, recipe, bundle, epochs, lr, seed=recipe.seed * 100 + level, callbacks=callbacks,
              desc=f"{recipe.method} {target.label()}")  # fmt: skip
     if recipe.schedule.kind == "gradual":
         method.prune(model, Sparsity(target.value), hp, ctx)  # a no-op unless the schedule stopped short

@@ -19,6 +19,7 @@ from workbench.models import MODELS
 from workbench.runner.schedules import level_target
 from workbench.targets import Sparsity, Target, make_target
 
+PRUNE_AT = ("trained", "init")
 CONTROLS = ("masked_twin", "random_reinit", "random_mask", "scratch")
 """Control runs attached to a main run: the unstructured twin at equal size (structured methods), the pruned model
 re-initialised at random then retrained, a random mask with the same per-layer sparsity (mask methods), and the
@@ -30,10 +31,14 @@ class Schedule:
     kind: str = "one-shot"  # one-shot, gradual (Zhu & Gupta cubic, during fine-tuning) or iterative (levels)
     steps: int = 4  # gradual: how many times the mask is tightened; iterative: how many prune + retrain levels
     rewind_step: int | None = None  # None: fine-tune the pruned weights; k: reset them to dense step k (0 = init)
+    prune_at: str = "trained"  # trained: prune the trained dense model; init: prune at initialisation, then train
 
     def __post_init__(self):
         checks.choice("schedule", self.kind, SCHEDULES)
         checks.integer("pruning_steps", self.steps, 1)
+        checks.choice("prune_at", self.prune_at, PRUNE_AT)
+        if self.prune_at == "init" and (self.kind != "one-shot" or self.rewind_step is not None):
+            raise checks.ConfigError("prune_at='init' runs one-shot without rewind_step (training follows the pruning)")
         if self.rewind_step is not None:
             checks.integer("rewind_step", self.rewind_step, 0)
             if self.kind == "gradual":
@@ -133,7 +138,7 @@ FLAT_NAMES = {
     "weight_decay": ("train", "weight_decay"), "threads": ("train", "threads"),
     "finetune_epochs": ("finetune", "epochs"), "finetune_lr": ("finetune", "lr"),
     "schedule": ("schedule", "kind"), "pruning_steps": ("schedule", "steps"),
-    "rewind_step": ("schedule", "rewind_step"),
+    "rewind_step": ("schedule", "rewind_step"), "prune_at": ("schedule", "prune_at"),
     "latency_batch_size": ("latency", "batch_size"), "latency_threads": ("latency", "threads"),
 }  # fmt: skip
 TOP_NAMES = ("controls", "calibration_size", "measure_latency")

@@ -1,7 +1,9 @@
 """Dense runs and their checkpoints, cached by key; pruned models saved and restored between levels.
 
 A dense run keeps checkpoints at initialisation, at the end, and at any rewind step asked for later (trained again
-from initialisation up to that step, which gives the same weights bit for bit). Files appear whole or not at all.
+from initialisation up to that step, which gives the same weights bit for bit). Files appear whole or not at all;
+one lock per entry (`<key>.lock` beside its folder) lets one process train it while the others wait and then read it,
+and an entry that cannot be read (a truncated `info.json` or `step-*.pt`) is removed with a warning and trained again.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import filelock
 import torch
 import torch.nn as nn
 from torch.nn.utils import prune
@@ -66,10 +71,13 @@ def dense_folder(recipe: Recipe) -> Path:
 
 def context(recipe: Recipe, bundle: wdata.DataBundle, reference: dict) -> Context:
     """What the method may look at: shapes, the dense reference, the seed, labelled calibration data if needed."""
-    calibration = None
-    if recipe.method_obj.needs_data:
+    method = recipe.method_obj
+    calibration = validation = None
+    if method.needs_data:
         calibration = wdata.calibration_batch(bundle, recipe.calibration_size, seed=recipe.seed)
-    return Context(bundle.input_shape, bundle.num_classes, reference, recipe.seed, calibration)
+    if method.needs_validation:
+        validation = wdata.calibration_batch(bundle, len(bundle.val), seed=recipe.seed, split="val")
+    return Context(bundle.input_shape, bundle.num_classes, reference, recipe.seed, calibration, validation)
 
 
 def dense_callbacks(recipe: Recipe, bundle: wdata.DataBundle) -> list:
@@ -77,55 +85,137 @@ def dense_callbacks(recipe: Recipe, bundle: wdata.DataBundle) -> list:
     return recipe.method_obj.training_callbacks(recipe.hparams, context(recipe, bundle, reference={}))
 
 
+class DamagedCacheWarning(UserWarning):
+    """A cache entry that could not be read was removed and is being rebuilt."""
+
+
+def entry_lock(folder: Path) -> filelock.FileLock:
+    """The lock of one cache entry (re-entrant in a thread; other threads and processes wait for it)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(folder.with_name(f"{folder.name}.lock"), is_singleton=True)
+
+
 def train_dense(recipe: Recipe, bundle: wdata.DataBundle, save_steps: tuple[int, ...] = ()) -> DenseRun:
-    """The dense run of `recipe`, trained now unless cached; checkpoints at 0, the end and `save_steps`."""
+    """The dense run of `recipe`, trained now unless cached; checkpoints at 0, the end and `save_steps`.
+
+    Under the entry's lock: a damaged entry is removed (with a DamagedCacheWarning) and trained again.
+    """
     folder = dense_folder(recipe)
-    info_file = folder / "info.json"
     total = dense_steps(recipe, bundle)
-    if not info_file.exists():
-        training.seed_everything(recipe.seed, recipe.train.threads)
-        model = fresh_model(recipe, bundle)
-        t = recipe.train
-        saves = {f"step-{s}": s for s in {0, total, *save_steps}}
-        if total:
-            state = training.train(
-                model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
-                weight_decay=t.weight_decay, total_steps=total, seed=recipe.seed, save_at=saves,
-                callbacks=dense_callbacks(recipe, bundle), desc=f"dense seed {recipe.seed}",
-            )  # fmt: skip
-            for name, ckpt in state.checkpoints.items():
-                training.save_checkpoint(folder / f"{name}.pt", ckpt)
-        else:
-            training.save_checkpoint(folder / "step-0.pt", training.Checkpoint("step-0", 0, model.state_dict(), None))
-        info = {"key": recipe.dense_key(), "steps": total, "reference": measure.reference(model, bundle)}
-        write_atomic(info_file, json.dumps(info, indent=1))
-    info = json.loads(info_file.read_text())
-    model = fresh_model(recipe, bundle)
-    model.load_state_dict(training.load_checkpoint(folder / f"step-{total}.pt").model_state)
-    run = DenseRun(model, info["reference"], folder)
-    for step in save_steps:
-        ensure_checkpoint(run, recipe, bundle, step)
+    with entry_lock(folder):
+        run = _load_dense(recipe, bundle, folder, total)
+        if run is None:
+            _train_entry(recipe, bundle, folder, total, save_steps)
+            run = _load_dense(recipe, bundle, folder, total, rebuilt=True)
+        for step in save_steps:
+            ensure_checkpoint(run, recipe, bundle, step)
     return run
 
 
-def ensure_checkpoint(run: DenseRun, recipe: Recipe, bundle: wdata.DataBundle, step: int) -> None:
-    """Make sure the dense run has a checkpoint after `step` steps (trained again from step 0 if missing)."""
-    path = run.folder / f"step-{step}.pt"
-    total = dense_steps(recipe, bundle)
-    if path.exists():
-        return
-    if step > total:
-        raise ValueError(f"rewind_step {step} is past the end of dense training ({total} steps)")
+def _load_dense(recipe: Recipe, bundle, folder: Path, total: int, rebuilt: bool = False) -> DenseRun | None:
+    """The cached dense run in `folder`, or None if there is none or it is damaged (then removed, with a warning)."""
+    info_file = folder / "info.json"
+    if not info_file.exists():
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+        model = fresh_model(recipe, bundle)
+        model.load_state_dict(training.load_checkpoint(folder / f"step-{total}.pt").model_state)
+        return DenseRun(model, info["reference"], folder)
+    except Exception as exc:  # noqa: BLE001  (any unreadable file: JSON, pickle, zip, missing key)
+        if rebuilt:
+            raise
+        warnings.warn(f"dense cache entry {folder} is damaged ({_reason(exc)}); training it again", DamagedCacheWarning,
+                      stacklevel=3)  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line about why a cached file could not be read."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _train_entry(recipe: Recipe, bundle, folder: Path, total: int, save_steps: tuple[int, ...]) -> None:
+    """Train the dense model and store its checkpoints, then `info.json` last (its presence marks a whole entry)."""
     training.seed_everything(recipe.seed, recipe.train.threads)
     model = fresh_model(recipe, bundle)
-    model.load_state_dict(run.checkpoint(0).model_state)
     t = recipe.train
-    state = training.train(
-        model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
-        weight_decay=t.weight_decay, total_steps=total, seed=recipe.seed, end_step=step,
-        save_at={f"step-{step}": step}, callbacks=dense_callbacks(recipe, bundle), desc=f"dense to step {step}",
-    )  # fmt: skip
-    training.save_checkpoint(path, state.checkpoints[f"step-{step}"])
+    saves = {f"step-{s}": s for s in {0, total, *save_steps}}
+    if total:
+        state = training.train(
+            model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
+            weight_decay=t.weight_decay, total_steps=total, seed=recipe.seed, save_at=saves,
+            callbacks=dense_callbacks(recipe, bundle), desc=f"dense seed {recipe.seed}",
+        )  # fmt: skip
+        for name, ckpt in state.checkpoints.items():
+            training.save_checkpoint(folder / f"{name}.pt", ckpt)
+    else:
+        training.save_checkpoint(folder / "step-0.pt", training.Checkpoint("step-0", 0, model.state_dict(), None))
+    info = {"key": recipe.dense_key(), "steps": total, "reference": measure.reference(model, bundle)}
+    write_atomic(folder / "info.json", json.dumps(info, indent=1))
+
+
+def ensure_checkpoint(run: DenseRun, recipe: Recipe, bundle: wdata.DataBundle, step: int) -> None:
+    """Make sure the dense run has a readable checkpoint after `step` steps (trained again from step 0 if missing
+    or damaged)."""
+    path = run.folder / f"step-{step}.pt"
+    total = dense_steps(recipe, bundle)
+    with entry_lock(run.folder):
+        if path.exists() and _readable_checkpoint(path):
+            return
+        if step > total:
+            raise ValueError(f"rewind_step {step} is past the end of dense training ({total} steps)")
+        training.seed_everything(recipe.seed, recipe.train.threads)
+        model = fresh_model(recipe, bundle)
+        model.load_state_dict(run.checkpoint(0).model_state)
+        t = recipe.train
+        state = training.train(
+            model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
+            weight_decay=t.weight_decay, total_steps=total, seed=recipe.seed, end_step=step,
+            save_at={f"step-{step}": step}, callbacks=dense_callbacks(recipe, bundle), desc=f"dense to step {step}",
+        )  # fmt: skip
+        training.save_checkpoint(path, state.checkpoints[f"step-{step}"])
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """True if `path` loads as a checkpoint; a damaged one is removed with a warning (so it is trained again)."""
+    try:
+        training.load_checkpoint(path)
+        return True
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"dense checkpoint {path} is damaged ({_reason(exc)}); training it again", DamagedCacheWarning,
+                      stacklevel=3)  # fmt: skip
+        path.unlink(missing_ok=True)
+        return False
+
+
+def damaged_entries() -> list[tuple[Path, str]]:
+    """(path, reason) of every dense cache entry and kept run model that cannot be read (for `workbench doctor`)."""
+    found = []
+    for folder in sorted((paths.cache_dir() / "dense").glob("*")):
+        if not folder.is_dir():
+            continue
+        try:
+            json.loads((folder / "info.json").read_text())["reference"]
+        except FileNotFoundError:
+            continue  # being trained, or a kill left checkpoints without info: trained again when asked
+        except Exception as exc:  # noqa: BLE001
+            found.append((folder, f"info.json: {_reason(exc)}"))
+            continue
+        for ckpt in sorted(folder.glob("step-*.pt")):
+            try:
+                training.load_checkpoint(ckpt)
+            except Exception as exc:  # noqa: BLE001
+                found.append((folder, f"{ckpt.name}: {_reason(exc)}"))
+                break
+    for saved in sorted((paths.cache_dir() / "runs").glob("*.pt")):
+        try:
+            torch.load(saved, map_location="cpu", weights_only=True)["state"]
+        except Exception as exc:  # noqa: BLE001
+            found.append((saved, _reason(exc)))
+    return found
 
 
 def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:

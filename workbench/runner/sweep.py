@@ -3,22 +3,32 @@
 Every recipe of the grid is built and validated before anything trains. Dense baselines are trained first, once per
 distinct dense key (in parallel too), then the runs; each run writes its record when it finishes, and a run whose
 record exists is skipped, so an interrupted sweep started again loses and recomputes nothing that finished.
+
+Progress: a terminal bar when run by hand; one line per sweep when WORKBENCH_PROGRESS=0 (executed notebooks);
+and, when WORKBENCH_PROGRESS_FILE names a file, the current phase, count and run written there for `workbench run`
+to display.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import itertools
+import json
 import os
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the plain bar: tqdm.auto warns 'IProgress not found' in kernels without ipywidgets
 
-from workbench import checks
+from workbench import checks, paths
 from workbench.methods.base import METHODS
 from workbench.provenance import provenance
-from workbench.records import RunRecord, records_frame, write_results_csv
+from workbench.records import RunRecord, records_frame, write_atomic, write_results_csv
 from workbench.runner import pipeline, store
 from workbench.runner.recipe import Recipe, recipe
 from workbench.targets import Target, make_target
@@ -80,14 +90,39 @@ def hparam_grid(method: str, hparams: dict[str, dict[str, Any]] | None) -> list[
     return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
+def check_method(name: str, family: str | None = None) -> str:
+    """`name` if it is a registered method (of `family`, if given), else one line naming the accepted ones."""
+    if not isinstance(name, str):
+        raise checks.ConfigError(f"a method is a name (a string), got {name!r}")
+    if family is None:
+        return METHODS.check(name)
+    known = METHODS.names(family=family)
+    if name in known:
+        return name
+    if name in METHODS:
+        raise checks.ConfigError(f"method {name!r} is not in family {family!r}; known: {', '.join(known)}")
+    close = difflib.get_close_matches(str(name), known, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise checks.ConfigError(f"unknown {family} method {name!r}{hint}; known: {', '.join(known)}")
+
+
+def check_executor(executor: Any) -> Any:
+    """`executor` if sweep() accepts it (serial, local, a scheduler address or a dask Client), else one line."""
+    if isinstance(executor, str) and (executor in ("serial", "local") or "://" in executor):
+        return executor
+    if type(executor).__name__ == "Client":  # a dask.distributed Client (not imported to check)
+        return executor
+    raise checks.ConfigError(
+        f"unknown executor {executor!r}; known: serial, local, a scheduler address such as tcp://host:8786, "
+        "a dask Client"
+    )
+
+
 def plan(methods, targets, seeds, *, target_kind=None, hparams=None, family=None, **params) -> list[Recipe]:
     """Every recipe of the grid, all validated before anything trains (order: seed, method, hparams, target)."""
     methods, seeds = as_list("methods", methods), as_list("seeds", seeds)
     for name in methods:
-        METHODS.check(name)
-        if family is not None and METHODS.info(name)["family"] != family:
-            known = ", ".join(METHODS.names(family=family))
-            raise checks.ConfigError(f"method {name!r} is not in family {family!r}; known: {known}")
+        check_method(name, family)
     unknown_star = set((hparams or {}).get("*", {})) - {f for m in methods for f in METHODS.get(m).Hparams.names()}
     if unknown_star:
         raise checks.ConfigError(f"hyperparameter {sorted(unknown_star)[0]!r} belongs to none of {', '.join(methods)}")
@@ -127,16 +162,79 @@ def sweep(
         workers: LocalCluster workers (default: cores // threads per run).
         params: flat recipe parameters (dataset, model, epochs, finetune_epochs, schedule, controls, ...).
     """
+    paths.safe_name("notebook", notebook)
+    check_executor(executor)
     recipes = plan(methods, targets, seeds, target_kind=target_kind, hparams=hparams, family=family, **params)
     made_by = provenance()
     todo = [r for r in recipes if not pipeline.finished(r, notebook)]
+    report = Progress(notebook, len(recipes), progress)
     if todo:
         with executor_for(executor, workers, recipes[0].train.threads) as run:
-            run(train_dense_task, dense_representatives(todo), "dense baselines", progress)
-            run(pipeline.run_recipe, [(r, notebook, made_by) for r in todo], f"{notebook} runs", progress)
+            run(train_dense_task, dense_representatives(todo), "dense baselines", report)
+            run(pipeline.run_recipe, [(r, notebook, made_by) for r in todo], "runs", report)
     records = [rec for r in recipes for rec in pipeline.run_recipe(r, notebook)]  # all stored now: read back
     write_results_csv(notebook, records)
+    report.finish(len(todo))
     return SweepResult(recipes, records, records_frame(records), layer_frame(records), dense_frame(recipes))
+
+
+def describe(args: tuple) -> str:
+    """A job of the sweep in a few words: 'lamp sparsity=0.9 seed 1' or 'dense seed 1'."""
+    r = args[0]
+    if len(args) == 2:  # (recipe, rewind steps): a dense baseline
+        return f"dense {r.model.name} seed {r.seed}"
+    return f"{r.method} {r.target.label()} seed {r.seed}"
+
+
+class Progress:
+    """A sweep's progress: a file for `workbench run` (WORKBENCH_PROGRESS_FILE), a terminal bar when run by hand
+    (unless WORKBENCH_PROGRESS=0 or progress=False), and one closing line per sweep (unless progress=False)."""
+
+    def __init__(self, notebook: str, total: int, enabled: bool = True):
+        self.notebook, self.total, self.enabled, self.start = notebook, total, enabled, time.monotonic()
+        self.file = os.environ.get("WORKBENCH_PROGRESS_FILE") or None
+        self.bars = enabled and not self.file and os.environ.get("WORKBENCH_PROGRESS") != "0"
+        self.bar, self.label, self.done, self.phase_total = None, "", 0, 0
+
+    def phase(self, label: str, total: int) -> None:
+        """A phase of `total` jobs begins (dense baselines, then runs)."""
+        self.label, self.phase_total, self.done = label, total, 0
+        if self.bars:
+            self.bar = tqdm(total=total, desc=f"{self.notebook} {label}", leave=False, mininterval=0.5)
+        self._write("")
+
+    def started(self, current: str) -> None:
+        """A job begins (serial runs only: parallel ones report when they end)."""
+        self._write(current)
+
+    def advance(self, current: str = "") -> None:
+        """A job ended."""
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update()
+        self._write(current)
+
+    def end_phase(self) -> None:
+        """The phase ended: its bar goes."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def finish(self, computed: int) -> None:
+        """The sweep ended: one line saying how many runs it computed and read back."""
+        self._write("", finished=True)
+        if self.enabled:
+            seconds = time.monotonic() - self.start
+            print(f"{self.notebook}: {self.total} run(s), {computed} computed, {self.total - computed} read from "
+                  f"records, {seconds:.1f} s", file=sys.stdout, flush=True)  # fmt: skip
+
+    def _write(self, current: str, finished: bool = False) -> None:
+        if not self.file:
+            return
+        state = {"notebook": self.notebook, "phase": self.label, "done": self.done, "total": self.phase_total,
+                 "current": current, "runs": self.total, "finished": finished}  # fmt: skip
+        with contextlib.suppress(OSError):  # progress is a courtesy: never fail a sweep over it
+            write_atomic(Path(self.file), json.dumps(state))
 
 
 def dense_representatives(recipes: list[Recipe]) -> list[tuple]:
@@ -155,7 +253,7 @@ def train_dense_task(recipe_: Recipe, save_steps: tuple[int, ...]) -> str:
 
 
 class executor_for:  # noqa: N801  (used as a context manager, like open)
-    """Context manager yielding run(fn, list of argument tuples, label, progress) -> results in order."""
+    """Context manager yielding run(fn, list of argument tuples, label, Progress) -> results in order."""
 
     def __init__(self, executor, workers: int | None, threads: int):
         self.executor, self.workers, self.threads = executor, workers, threads
@@ -174,12 +272,8 @@ class executor_for:  # noqa: N801  (used as a context manager, like open)
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
             )
             self.client = Client(self.cluster)
-        elif isinstance(self.executor, str) and "://" in self.executor:
-            self.client = Client(self.executor)
         else:
-            raise checks.ConfigError(
-                f"unknown executor {self.executor!r}; known: serial, local, a scheduler address, a dask Client"
-            )
+            self.client = Client(check_executor(self.executor))
         return self.parallel
 
     def __exit__(self, *exc):
@@ -189,20 +283,28 @@ class executor_for:  # noqa: N801  (used as a context manager, like open)
         return False
 
     @staticmethod
-    def serial(fn, jobs, label, progress):
-        return [fn(*args) for args in tqdm(jobs, desc=label, disable=not progress or len(jobs) < 2)]
+    def serial(fn, jobs, label, progress: Progress):
+        progress.phase(label, len(jobs))
+        out = []
+        for args in jobs:
+            progress.started(describe(args))
+            out.append(fn(*args))
+            progress.advance()
+        progress.end_phase()
+        return out
 
-    def parallel(self, fn, jobs, label, progress):
+    def parallel(self, fn, jobs, label, progress: Progress):
         from dask.distributed import as_completed
 
         futures = [self.client.submit(fn, *args, pure=False) for args in jobs]
-        bar = tqdm(total=len(futures), desc=label, disable=not progress)
+        names = {f.key: describe(args) for f, args in zip(futures, jobs, strict=True)}
+        progress.phase(label, len(futures))
         failed = None
         for future in as_completed(futures):
-            bar.update()
+            progress.advance(f"{names[future.key]} ended")
             if future.status == "error" and failed is None:
                 failed = future
-        bar.close()
+        progress.end_phase()
         if failed is not None:
             failed.result()  # re-raises the worker's exception here; finished runs' records are already stored
         return [f.result() for f in futures]
