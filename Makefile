@@ -14,7 +14,7 @@ export JUPYTER_RUNTIME_DIR := $(HOMES)/jupyter-runtime
 export JUPYTER_DATA_DIR := $(HOMES)/jupyter-data
 export JUPYTER_CONFIG_DIR := $(HOMES)/jupyter-config
 
-.PHONY: install reports test lint lab clean-reports
+.PHONY: install reports test lint lab doctor clean-reports
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ test: $(STAMP)
 	$(BIN)/workbench lit validate
 	$(BIN)/python -m pytest tests -q
 	$(BIN)/python -m pytest --nbval --nbval-current-env notebooks -q
+
+## Damaged records and cache entries, leftovers of killed runs; `make doctor FIX=1` removes them.
+doctor: $(STAMP)
+	$(BIN)/workbench doctor $(if $(FIX),--fix)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -189,3 +189,11 @@ def test_bad_sensitivity_settings_fail_in_one_line_before_training(call, message
     with pytest.raises(ConfigError) as info:
         call()
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_calibration_batch_larger_than_the_training_split_is_refused_before_training(monkeypatch):
+    from workbench.runner import store, sweep
+
+    monkeypatch.setattr(store, "train_dense", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ConfigError, match=r"calibration_size 100000 is larger than the training split of digits"):
+        sweep("t-cal", ["snip"], [0.5], [0], target_kind="sparsity", **{**TINY, "calibration_size": 100000})

@@ -168,3 +168,103 @@ def speed_conclusions(native: pd.DataFrame) -> list[str]:
         f"{r['unstructured_speedup']:.2f}x."
         for _, r in native.iterrows()
     ]
+
+
+def layer_collapse(layers: pd.DataFrame, full: float = 1 - 1e-9) -> pd.DataFrame:
+    """Per method and target: how many layers are emptied (sparsity 1) in any seed, and which."""
+    main = layers[layers["role"] == "main"]
+    rows = []
+    for (method, target), group in main.groupby(["method", "target_value"], sort=True):
+        empty = sorted(group.loc[group["sparsity"] >= full, "layer"].astype(str).unique())
+        rows.append({"method": method, "target_value": target, "collapsed_layers": len(empty),
+                     "which": ", ".join(empty)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def with_variant(results: pd.DataFrame, variant: pd.DataFrame, label: str) -> pd.DataFrame:
+    """`results` with the rows of `variant` added under the method name `label` (e.g. an ablation)."""
+    return pd.concat([results, variant.assign(method=label)], ignore_index=True)
+
+
+def scan_matrix(scan: pd.DataFrame, value: str = "drop") -> pd.DataFrame:
+    """The sensitivity scan as a layer x ratio matrix, layers in the model's order."""
+    order = list(dict.fromkeys(scan["layer"]))
+    return scan.pivot(index="layer", columns="ratio", values=value).loc[order]
+
+
+def allocation_table(scan: pd.DataFrame, sparsities) -> pd.DataFrame:
+    """Per layer: its size, and the ratio the sensitivity allocation gives it at each target (uniform = target)."""
+    from workbench.pruning.sensitivity_scan import allocate
+
+    table = scan.groupby("layer", sort=False)["weights"].first().reset_index()
+    for s in sparsities:
+        ratios = allocate(scan, s)
+        table[f"ratio at {s:g}"] = table["layer"].map(ratios)
+    return table
+
+
+def sensitivity_conclusions(trained, at_init, before, collapse, correlation) -> list[str]:
+    """Sentences computed from notebook 03's results."""
+    summary = summarize(trained)
+    return (
+        _best_and_worst(summary, "After training")
+        + _allocation_gain(summary)
+        + _best_and_worst(summarize(at_init), "At initialisation")
+        + _collapse_lines(collapse)
+        + _update_gain(summarize(before))
+        + _agreement_line(correlation)
+    )
+
+
+def _best_and_worst(summary: pd.DataFrame, when: str) -> list[str]:
+    top = summary["target_value"].max()
+    rows = summary[summary["target_value"] == top].sort_values("top1_mean", ascending=False)
+    best, worst = rows.iloc[0], rows.iloc[-1]
+    return [
+        f"{when}, at sparsity {top:g}: {best['method']} keeps the most accuracy ({best['top1_mean']:.3f}, dense "
+        f"{best['dense']:.3f}), {worst['method']} the least ({worst['top1_mean']:.3f})."
+    ]
+
+
+def _allocation_gain(summary: pd.DataFrame) -> list[str]:
+    by = summary.set_index(["method", "target_value"])["top1_mean"]
+    lines = []
+    for target in sorted(summary["target_value"].unique()):
+        if ("sensitivity_allocation", target) in by and ("layerwise_magnitude", target) in by:
+            gain = by[("sensitivity_allocation", target)] - by[("layerwise_magnitude", target)]
+            lines.append(f"At {target:g}, sensitivity-guided allocation vs uniform layer-wise magnitude: {gain:+.3f}.")
+    return lines
+
+
+def _collapse_lines(collapse: pd.DataFrame) -> list[str]:
+    extreme = collapse["target_value"].max()
+    rows = collapse[(collapse["target_value"] == extreme) & (collapse["collapsed_layers"] > 0)]
+    if rows.empty:
+        return [f"No method empties a whole layer at {extreme:g}."]
+    return [f"{r['method']} empties {r['collapsed_layers']} layer(s) at {extreme:g} ({r['which']})." for _, r in
+            rows.iterrows()]  # fmt: skip
+
+
+def _update_gain(summary: pd.DataFrame) -> list[str]:
+    by = summary.set_index(["method", "target_value"])["top1_mean"]
+    lines = []
+    for target in sorted(summary["target_value"].unique()):
+        if ("obs", target) not in by or ("obs (mask only)", target) not in by:
+            continue
+        compared = ("obd", "layerwise_magnitude", "global_magnitude")
+        others = ", ".join(f"{m} {by[(m, target)]:.3f}" for m in compared if (m, target) in by)
+        lines.append(
+            f"Before fine-tuning at {target:g}: OBS {by[('obs', target)]:.3f} with its weight update, "
+            f"{by[('obs (mask only)', target)]:.3f} with its mask alone; {others}."
+        )
+    return lines
+
+
+def _agreement_line(correlation: pd.DataFrame) -> list[str]:
+    names = list(correlation.index)
+    pairs = [(a, b, correlation.loc[a, b]) for i, a in enumerate(names) for b in names[i + 1 :]]
+    high, low = max(pairs, key=lambda p: p[2]), min(pairs, key=lambda p: p[2])
+    return [
+        f"Scores agree most between {high[0]} and {high[1]} (Spearman {high[2]:.2f}), least between {low[0]} and "
+        f"{low[1]} ({low[2]:.2f})."
+    ]

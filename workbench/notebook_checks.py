@@ -249,3 +249,24 @@ def _literature(p: dict[str, Any]) -> None:
             raise checks.ConfigError(f"settings must be 'model/dataset' like 'resnet56/cifar10', got {setting!r}")
     checks.integer("top_venues", p["top_venues"], 1)
     checks.integer("table_rows", p["table_rows"], 1)
+
+
+@checks_for("03-sensitivity")
+def _sensitivity(p: dict[str, Any]) -> None:
+    """The plans of the notebook's four sweeps (after training, at initialisation, before fine-tuning, OBS without
+    its update), the data root, the executor."""
+    from workbench.runner import plan
+    from workbench.runner.sweep import check_executor
+
+    common = {"dataset": p["dataset"], "model": p["model"], "calibration_size": p["calibration_size"]}
+    hparams = {"obd": {"hessian": p["hessian"]}, "sensitivity_allocation": {"ratios": p["scan_ratios"]}}
+    if not isinstance(p["methods"], list) or not isinstance(p["baselines"], list):
+        raise checks.ConfigError(f"methods and baselines must be lists, got {p['methods']!r} and {p['baselines']!r}")
+    plan(p["methods"] + p["baselines"], p["sparsities"], p["seeds"], target_kind="sparsity", hparams=hparams,
+         epochs=p["epochs"], finetune_epochs=p["finetune_epochs"], finetune_lr=p["finetune_lr"], **common)  # fmt: skip
+    plan(p["init_methods"], p["init_sparsities"], p["seeds"], target_kind="sparsity", prune_at="init",
+         epochs=p["init_epochs"], **common)  # fmt: skip
+    plan(["obs", "obd", "global_magnitude", "layerwise_magnitude"], p["sparsities"], p["seeds"], target_kind="sparsity",
+         hparams=hparams, epochs=p["epochs"], finetune_epochs=0, **common)  # fmt: skip
+    data_available(p["dataset"])
+    check_executor(p["executor"])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
 from workbench import checks
 from workbench.hparams import Hparams, param
-from workbench.methods.base import Context, Method, register
+from workbench.methods.base import METHODS, Context, Method, register
 from workbench.methods.ranking import CalibratedHparams, FilterRanking, calibration_of
 from workbench.metrics import prunable_layers
 from workbench.pruning import obs, ranking, saliency, sensitivity_scan
@@ -153,10 +155,15 @@ class ObsHparams(Hparams):
     solver: str = param("sparsegpt", "sparsegpt (blocked OBS updates, fast) or greedy (exact OBS order, small layers)")
     damp: float = param(0.01, "damping added to the layer Hessian, as a fraction of its mean diagonal")
     batch_size: int = param(64, "calibration examples per forward pass while collecting layer inputs")
+    update: bool = param(True, "apply the OBS correction to the remaining weights (False: OBS's mask alone)")
+    block: int = param(1, "sparsegpt: columns whose weights are chosen together (SparseGPT uses 128 on large layers)")
 
     def __post_init__(self):
         checks.choice("solver", self.solver, obs.OBS_SOLVERS)
+        if not isinstance(self.update, bool):
+            raise checks.ConfigError(f"update must be True or False, got {self.update!r}")
         checks.number("damp", self.damp, 0.0)
+        checks.integer("block", self.block, 1)
         checks.integer("batch_size", self.batch_size, 1)
 
 
@@ -169,7 +176,7 @@ class Obs(Method):
     def prune(self, model, target: Sparsity, hp, ctx: Context) -> None:
         self.check_target(target)
         x = calibration_of(ctx, self.name)
-        obs.obs_prune(model, x, target.value, hp.damp, hp.batch_size, hp.solver)
+        obs.obs_prune(model, x, target.value, hp.damp, hp.batch_size, hp.solver, hp.update, hp.block)
 
 
 @dataclass(frozen=True)
@@ -215,3 +222,40 @@ class TaylorFilter(FilterRanking):
     def importance(self, model, hp, ctx):
         x = calibration_of(ctx, self.name)
         return ranking.FilterTaylor(model, x, ctx.calibration[1], hp.batch_size)
+
+
+def criterion_scores(model: nn.Module, names, bundle, calibration_size: int = 128, seed: int = 0):
+    """{criterion: {layer: per-weight score}} on `model` with default hyperparameters and a labelled calibration
+    batch from the training split: the score methods, SynFlow, OBS's single-weight cost (before updates) and |w|
+    ("magnitude"); other names are skipped."""
+    from workbench import data as wdata
+
+    calibration = wdata.calibration_batch(bundle, calibration_size, seed=seed)
+    validation = wdata.calibration_batch(bundle, len(bundle.val), seed=seed, split="val")
+    ctx = Context(bundle.input_shape, bundle.num_classes, {}, seed, calibration, validation)
+    out = {}
+    for name in names:
+        method = METHODS.get(name)
+        if isinstance(method, ScoreMethod):
+            out[name] = method.scores(model, method.hparams(), ctx)
+        elif isinstance(method, Synflow):
+            out[name] = saliency.synflow(model, ctx.input_shape)
+        elif isinstance(method, Obs):
+            out[name] = obs.first_step_scores(model, calibration_of(ctx, name))
+    out["magnitude"] = {n: m.weight.detach().abs() for n, m in prunable_layers(model)}
+    return out
+
+
+def rank_correlation(scores: dict[str, dict[str, object]]):
+    """Spearman correlation between criteria over every conv/linear weight (a criteria x criteria DataFrame)."""
+    columns = {name: torch.cat([s.flatten().double() for s in by_layer.values()]).numpy() for name, by_layer in
+               scores.items()}  # fmt: skip
+    return pd.DataFrame(columns).corr(method="spearman")
+
+
+def dense_scan(model: nn.Module, bundle, ratios) -> object:
+    """The sensitivity scan of `model` on the whole validation split (a layer x ratio table)."""
+    from workbench import data as wdata
+
+    x, y = wdata.calibration_batch(bundle, len(bundle.val), split="val")
+    return sensitivity_scan.scan(model, x, y, ratios)

@@ -10,11 +10,15 @@ updates the rest. Two solvers:
 - "sparsegpt" (SparseGPT, Frantar & Alistarh, 2023; the default): columns in a fixed order through the Cholesky
   factor of H^-1; in each block of columns the weights of least w^2 / [H^-1]_jj^2 over all rows are removed, and
   each removal's correction is applied to the columns after it. O(d^3 + rows * d^2): fast, an approximation of the
-  greedy order.
+  greedy order. SparseGPT chooses blocks of 128 columns at once on large layers; here the default block is 1
+  column, so every choice sees the corrections of the columns before it (measured on small_cnn/digits at sparsity
+  0.7 before fine-tuning: top-1 0.989 with block 1, 0.962 with 8, 0.956 with 32, 0.982 for the greedy solver,
+  which took 120 s against 0.3 s).
 
+Layers are pruned in order, each from the inputs the already pruned layers before it produce (as SparseGPT does).
 Stated approximations: every layer gets the target sparsity (as L-OBS); the greedy solver removes as many weights
-from every row; X comes from the dense model (layers are not re-fed the outputs of already pruned layers); H is
-damped by `damp` times its mean diagonal, and inputs that are always zero get H_ii = 1 (as OBC and SparseGPT do).
+from every row; H is damped by `damp` times its mean diagonal, and inputs that are always zero get H_ii = 1 (as OBC
+and SparseGPT do; their weights are left as they are rather than zeroed, so the sparsity is exactly the target).
 """
 
 from __future__ import annotations
@@ -47,9 +51,12 @@ def input_columns(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
-def layer_hessians(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """{layer name: 2 X X^T / N} of every conv/linear layer, from the model's own inputs on the calibration set."""
-    layers = dict(prunable_layers(model))
+def layer_hessians(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 64, only: set[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """{layer name: 2 X X^T / N} of the conv/linear layers (or those in `only`), from the model's own inputs on the
+    calibration set."""
+    layers = {n: m for n, m in prunable_layers(model) if only is None or n in only}
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
 
@@ -68,6 +75,19 @@ def layer_hessians(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> d
     return {name: 2 * sums[name] / counts[name] for name in sums}
 
 
+def first_step_scores(model: nn.Module, x: torch.Tensor, damp: float = 0.01, batch_size: int = 64):
+    """{layer name: w_q^2 / [H^-1]_qq}: the OBS cost of removing each weight alone, before any update."""
+    out = {}
+    for name, h in layer_hessians(model, x, batch_size).items():
+        layer = dict(prunable_layers(model))[name]
+        h = h.clone()
+        h[h.diagonal() == 0, h.diagonal() == 0] = 1.0
+        h += damp * h.diagonal().mean() * torch.eye(len(h), dtype=h.dtype)
+        diag = torch.linalg.inv(h).diagonal().to(layer.weight.dtype)
+        out[name] = layer.weight.detach() ** 2 / diag.reshape(1, -1).reshape_as(layer.weight[:1])
+    return out
+
+
 def obs_rows(weight: torch.Tensor, hessian: torch.Tensor, count: int, damp: float = 0.01):
     """Remove `count` weights from every row of `weight` [rows, d] by greedy OBS with updates.
 
@@ -77,7 +97,6 @@ def obs_rows(weight: torch.Tensor, hessian: torch.Tensor, count: int, damp: floa
     h = hessian.double().clone()
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
-    w[:, dead] = 0.0
     h += damp * h.diagonal().mean() * torch.eye(len(h), dtype=h.dtype)
     rows, d = w.shape
     hinv = torch.linalg.inv(h).expand(rows, d, d).clone()
@@ -109,7 +128,6 @@ def sparsegpt_rows(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float,
     h = hessian.double().clone()
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
-    w[:, dead] = 0.0
     h += damp * h.diagonal().mean() * torch.eye(len(h), dtype=h.dtype)
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     rows, d = w.shape
@@ -121,7 +139,8 @@ def sparsegpt_rows(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float,
         ub = u[start:end, start:end]
         cost = w[:, start:end] ** 2 / ub.diagonal()[None, :] ** 2
         cost[removed[:, start:end]] = -1.0  # already removed: counted first
-        k = round(sparsity * cost.numel())
+        k = round(sparsity * rows * end) - int(removed[:, :start].sum())  # rounding carries over between blocks
+        k = max(0, min(k, cost.numel()))
         if k:
             chosen = torch.zeros(cost.numel(), dtype=torch.bool)
             chosen[cost.flatten().argsort()[:k]] = True
@@ -149,24 +168,28 @@ def obs_prune(
     damp: float = 0.01,
     batch_size: int = 64,
     solver: str = "sparsegpt",
+    update: bool = True,
+    block: int = 1,
 ) -> None:
     """Bring every conv/linear layer of `model` to `sparsity` by layer-wise OBS with weight updates (in place).
 
-    Weights already masked are zero and removed first, at no cost: masks only shrink.
+    Weights already masked are zero and removed first, at no cost: masks only shrink. `update=False` keeps OBS's
+    choice of weights but not its correction of the others (to show what the correction buys).
     """
     checks.fraction("sparsity", sparsity)
     checks.choice("obs solver", solver, OBS_SOLVERS)
-    hessians = layer_hessians(model, x, batch_size)
-    for name, layer in prunable_layers(model):
+    for name, layer in prunable_layers(model):  # in order, each fed by the layers pruned before it (as SparseGPT)
+        hessian = layer_hessians(model, x, batch_size, only={name})[name]
         matrix = layer.weight.detach().reshape(layer.weight.shape[0], -1)
         if solver == "greedy":
-            new, removed, _ = obs_rows(matrix, hessians[name], round(sparsity * matrix.shape[1]), damp)
+            new, removed, _ = obs_rows(matrix, hessian, round(sparsity * matrix.shape[1]), damp)
         else:
             kept = mask_of(layer).reshape(matrix.shape).bool()
-            new, removed, _ = sparsegpt_rows(matrix, hessians[name], sparsity, damp, keep=kept)
+            new, removed, _ = sparsegpt_rows(matrix, hessian, sparsity, damp, block, keep=kept)
         keep = (~removed).reshape(layer.weight.shape).to(layer.weight.dtype) * mask_of(layer)
         with torch.no_grad():
             target = layer.weight_orig if hasattr(layer, "weight_orig") else layer.weight
-            target.copy_(new.reshape(layer.weight.shape))
+            if update:
+                target.copy_(new.reshape(layer.weight.shape))
         prune.custom_from_mask(layer, "weight", keep)
-    refresh_masked_weights(model)
+        refresh_masked_weights(model)

@@ -96,6 +96,13 @@ def _largest_ratio(ratios: np.ndarray, drops: np.ndarray, threshold: float) -> f
 
 
 def _exact(ratios: dict[str, float], sizes: dict[str, int], sparsity: float) -> dict[str, float]:
-    """Scale the ratios down uniformly so that the weighted total equals `sparsity` (bisection overshoots a little)."""
+    """Ratios whose weight counts are whole numbers summing to round(sparsity * total) exactly: the bisection's
+    ratios scaled to the target, then rounded by largest remainder (so the count never depends on float noise)."""
     total = sum(ratios[k] * sizes[k] for k in ratios) / sum(sizes.values())
-    return {k: r * sparsity / total for k, r in ratios.items()} if total > 0 else ratios
+    scaled = {k: r * sparsity / total for k, r in ratios.items()} if total > 0 else dict(ratios)
+    wanted = round(sparsity * sum(sizes.values()))
+    counts = {k: min(sizes[k], int(scaled[k] * sizes[k])) for k in scaled}
+    by_remainder = sorted(scaled, key=lambda k: (-(scaled[k] * sizes[k] - counts[k]), k))
+    for k in by_remainder[: max(0, wanted - sum(counts.values()))]:
+        counts[k] += 1
+    return {k: counts[k] / sizes[k] for k in scaled}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from workbench import training
+from workbench import checks, training
 from workbench.methods.base import Context
 from workbench.provenance import provenance
 from workbench.pruning.masks import refresh_masked_weights
@@ -24,6 +24,18 @@ def planned_runs(recipe: Recipe) -> list[tuple[str, int | None, str]]:
     runs = [("main", level if levels > 1 else None) for level in range(1, levels + 1)]
     runs += [(name, None) for name in recipe.controls]
     return [(role, level, recipe.run_id(role, level)) for role, level in runs]
+
+
+def check_data(recipes: list[Recipe]) -> None:
+    """One-line errors, before anything trains, for calibration batches larger than the training split."""
+    for recipe in recipes:
+        if recipe.method_obj.needs_data:
+            size = len(store.bundle_of(recipe).train)
+            if recipe.calibration_size > size:
+                raise checks.ConfigError(
+                    f"calibration_size {recipe.calibration_size} is larger than the training split of "
+                    f"{recipe.data.dataset} ({size} examples); accepted: 1 to {size}"
+                )
 
 
 def finished(recipe: Recipe, notebook: str) -> bool:

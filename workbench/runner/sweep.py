@@ -12,6 +12,7 @@ to display.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import itertools
 import json
@@ -76,6 +77,14 @@ def targets_of(values, kind: str | None) -> list[Target]:
     return out
 
 
+def is_axis(value, default) -> bool:
+    """A list is a grid axis, unless the field itself holds a sequence (then a list of lists is the axis)."""
+    if not isinstance(value, list):
+        return False
+    holds_sequence = isinstance(default, (tuple, list))
+    return not holds_sequence or all(isinstance(v, (tuple, list)) for v in value)
+
+
 def hparam_grid(method: str, hparams: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
     """The hyperparameter settings of `method`: its own entry merged over the '*' entry (fields it has);
     a list value is an axis of the grid."""
@@ -86,7 +95,8 @@ def hparam_grid(method: str, hparams: dict[str, dict[str, Any]] | None) -> list[
     fields = METHODS.get(method).Hparams.names()
     merged = {k: v for k, v in hparams.get("*", {}).items() if k in fields}
     merged.update(hparams.get(method, {}))
-    axes = {k: (v if isinstance(v, list) else [v]) for k, v in merged.items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(METHODS.get(method).Hparams)}
+    axes = {k: (v if is_axis(v, defaults.get(k)) else [v]) for k, v in merged.items()}
     return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
@@ -167,6 +177,7 @@ def sweep(
     recipes = plan(methods, targets, seeds, target_kind=target_kind, hparams=hparams, family=family, **params)
     made_by = provenance()
     todo = [r for r in recipes if not pipeline.finished(r, notebook)]
+    pipeline.check_data(todo)
     report = Progress(notebook, len(recipes), progress)
     if todo:
         with executor_for(executor, workers, recipes[0].train.threads) as run:
