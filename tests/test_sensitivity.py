@@ -197,3 +197,20 @@ def test_a_calibration_batch_larger_than_the_training_split_is_refused_before_tr
     monkeypatch.setattr(store, "train_dense", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ConfigError, match=r"calibration_size 100000 is larger than the training split of digits"):
         sweep("t-cal", ["snip"], [0.5], [0], target_kind="sparsity", **{**TINY, "calibration_size": 100000})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("calibration_size", 5000, "calibration_size 5000 is larger than the training split of digits"),
+        ("hessian", "diag", "unknown hessian 'diag'"),
+        ("methods", ["obx"], "unknown method 'obx'"),
+        ("init_sparsities", [1.0], "sparsity must be a number in [0, 1)"),
+    ],
+)
+def test_notebook_03_refuses_bad_parameters_before_a_kernel_starts(name, value, message):
+    from workbench import notebook_checks, paths
+
+    with pytest.raises(notebook_checks.ParameterError) as info:
+        notebook_checks.validate(paths.notebooks_dir() / "03-sensitivity.ipynb", {name: value})
+    assert message in str(info.value) and str(info.value).startswith(f"03-sensitivity: {name}=")

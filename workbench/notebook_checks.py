@@ -210,17 +210,19 @@ def _filter_ranking(p: dict[str, Any]) -> None:
     of the speed benchmark (reachable on the model), the executor."""
     from workbench import bench
     from workbench.runner import plan
+    from workbench.runner.pipeline import check_data
     from workbench.runner.sweep import as_list, check_executor
     from workbench.targets import ChannelRatio
 
     criteria = as_list("criteria", p["criteria"])
-    plan(criteria, p["flops_reductions"], p["seeds"], target_kind="flops_reduction", family="filter-ranking",
+    recipes = plan(criteria, p["flops_reductions"], p["seeds"], target_kind="flops_reduction", family="filter-ranking",
          hparams={"*": {"allocation": p["allocation"], "round_to": p["round_to"]}},
          controls={criteria[0]: ["masked_twin"]}, schedule="iterative", pruning_steps=p["iterative_steps"],
          measure_latency=True, latency_threads=p["threads"], calibration_size=p["calibration_size"],
          dataset=p["dataset"], model=p["model"], epochs=p["epochs"], finetune_epochs=p["finetune_epochs"],
          finetune_lr=p["finetune_lr"])  # fmt: skip
     data_available(p["dataset"])
+    check_data(recipes)  # calibration no larger than the training split
     ChannelRatio(p["agreement_ratio"])  # ranking.agreement prunes to this channel ratio
     if p["agreement_ratio"] == 0:
         raise checks.ConfigError("agreement_ratio must be in (0, 1), got 0")
@@ -254,19 +256,22 @@ def _literature(p: dict[str, Any]) -> None:
 @checks_for("03-sensitivity")
 def _sensitivity(p: dict[str, Any]) -> None:
     """The plans of the notebook's four sweeps (after training, at initialisation, before fine-tuning, OBS without
-    its update), the data root, the executor."""
+    its update), the data root, the calibration size, the executor."""
     from workbench.runner import plan
+    from workbench.runner.pipeline import check_data
     from workbench.runner.sweep import check_executor
 
     common = {"dataset": p["dataset"], "model": p["model"], "calibration_size": p["calibration_size"]}
     hparams = {"obd": {"hessian": p["hessian"]}, "sensitivity_allocation": {"ratios": p["scan_ratios"]}}
     if not isinstance(p["methods"], list) or not isinstance(p["baselines"], list):
         raise checks.ConfigError(f"methods and baselines must be lists, got {p['methods']!r} and {p['baselines']!r}")
-    plan(p["methods"] + p["baselines"], p["sparsities"], p["seeds"], target_kind="sparsity", hparams=hparams,
-         epochs=p["epochs"], finetune_epochs=p["finetune_epochs"], finetune_lr=p["finetune_lr"], **common)  # fmt: skip
-    plan(p["init_methods"], p["init_sparsities"], p["seeds"], target_kind="sparsity", prune_at="init",
-         epochs=p["init_epochs"], **common)  # fmt: skip
+    recipes = plan(p["methods"] + p["baselines"], p["sparsities"], p["seeds"], target_kind="sparsity",
+                   hparams=hparams, epochs=p["epochs"], finetune_epochs=p["finetune_epochs"],
+                   finetune_lr=p["finetune_lr"], **common)  # fmt: skip
+    recipes += plan(p["init_methods"], p["init_sparsities"], p["seeds"], target_kind="sparsity", prune_at="init",
+                    epochs=p["init_epochs"], **common)  # fmt: skip
     plan(["obs", "obd", "global_magnitude", "layerwise_magnitude"], p["sparsities"], p["seeds"], target_kind="sparsity",
          hparams=hparams, epochs=p["epochs"], finetune_epochs=0, **common)  # fmt: skip
     data_available(p["dataset"])
+    check_data(recipes)  # calibration no larger than the training split
     check_executor(p["executor"])
