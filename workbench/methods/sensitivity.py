@@ -140,6 +140,10 @@ class Synflow(Method):
     name, cite = "synflow", "tanaka2020pruning"
     summary = "SynFlow: data-free iterative pruning by synaptic flow |w dR/dw|, R the all-ones output of |W|"
 
+    def scores(self, model, hp, ctx: Context):
+        """One round's synaptic-flow scores (the iterative pruning recomputes them every round)."""
+        return saliency.synflow(model, ctx.input_shape)
+
     def prune(self, model, target: Sparsity, hp, ctx: Context) -> None:
         self.check_target(target)
         start = 1 - sum(float((m.weight != 0).sum()) for _, m in prunable_layers(model)) / sum(
@@ -172,6 +176,10 @@ class Obs(Method):
     family, granularity, targets, needs_data, Hparams = "sensitivity", "weight", (Sparsity,), True, ObsHparams
     name, cite = "obs", "hassibi1993second"
     summary = "Optimal Brain Surgeon, layer-wise: remove w_q^2/[H^-1]_qq smallest and update the other weights"
+
+    def scores(self, model, hp, ctx: Context):
+        """The cost w_q^2 / [H^-1]_qq of removing each weight alone, before any update (for comparisons)."""
+        return obs.first_step_scores(model, calibration_of(ctx, self.name), hp.damp, hp.batch_size)
 
     def prune(self, model, target: Sparsity, hp, ctx: Context) -> None:
         self.check_target(target)
@@ -226,8 +234,7 @@ class TaylorFilter(FilterRanking):
 
 def criterion_scores(model: nn.Module, names, bundle, calibration_size: int = 128, seed: int = 0):
     """{criterion: {layer: per-weight score}} on `model` with default hyperparameters and a labelled calibration
-    batch from the training split: the score methods, SynFlow, OBS's single-weight cost (before updates) and |w|
-    ("magnitude"); other names are skipped."""
+    batch from the training split, for every named method with per-weight scores, plus |w| ("magnitude")."""
     from workbench import data as wdata
 
     calibration = wdata.calibration_batch(bundle, calibration_size, seed=seed)
@@ -236,12 +243,8 @@ def criterion_scores(model: nn.Module, names, bundle, calibration_size: int = 12
     out = {}
     for name in names:
         method = METHODS.get(name)
-        if isinstance(method, ScoreMethod):
+        if hasattr(method, "scores"):
             out[name] = method.scores(model, method.hparams(), ctx)
-        elif isinstance(method, Synflow):
-            out[name] = saliency.synflow(model, ctx.input_shape)
-        elif isinstance(method, Obs):
-            out[name] = obs.first_step_scores(model, calibration_of(ctx, name))
     out["magnitude"] = {n: m.weight.detach().abs() for n, m in prunable_layers(model)}
     return out
 
