@@ -136,3 +136,31 @@ def plot_audit(rows: list[dict], ax=None):
     ax.set_xlabel("group (named by its root layer)")
     ax.set_ylabel("channels in the group")
     return ax
+
+
+def sparsity_axis(ax, values) -> None:
+    """A logit-scaled x axis for sparsities near 1 (0.9, 0.99, 0.999 equally spaced), ticks at `values`."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("logit")
+    ax.set_xticks(list(values), [f"{v:g}" for v in values])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_layer_remaining(layers: pd.DataFrame, target: float, ax=None):
+    """Bars of the weights each method leaves in each layer at one target (mean over seeds, log scale; a missing bar
+    is an emptied layer: the network is cut there)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = layers[(layers["target_value"] == target) & (layers["role"] == "main")]
+    if rows.empty:
+        raise ValueError(f"no layer rows at target {target}; targets: {sorted(layers['target_value'].unique())}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.4, 0.5 * rows["layer"].nunique() + 3), 4.2))
+    sns.barplot(data=rows, x="layer", y="nonzero", hue="method", errorbar=None, ax=ax)
+    ax.set_yscale("log")
+    ax.set_ylabel("weights left in the layer (log)")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize="small")
+    return ax
