@@ -43,6 +43,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check workbench tests
 
-## Open JupyterLab on the notebooks with the workbench's kernel (the venv's python3).
+## Open JupyterLab on the notebooks with the workbench's kernel (the venv's python3); as root with --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -196,6 +196,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     kinds = bench.add_subparsers(dest="bench", required=True)
     _add_speedup(kinds)
     _add_prune_time(kinds)
+    from workbench import bench_models  # imports no torch at its top
+
+    bench_models.add_command(kinds)
 
 
 def _add_speedup(kinds) -> None:
