@@ -215,3 +215,10 @@ def test_channel_removal_rewinds_and_its_controls_keep_the_pruned_architecture()
     assert len(removed) == 2
     test = wdata.loader(bundle.test, 256, shuffle=False)
     assert metrics.top1(restored, test) == final.metrics["top1"]
+
+
+def test_a_record_target_reads_back_as_the_typed_target():
+    from workbench.targets import LatencyBudget, from_dict
+
+    for target in (Sparsity(0.9), LatencyBudget(5.0, batch_size=8, threads=2)):
+        assert from_dict(target.as_dict()) == target

@@ -197,8 +197,3 @@ def recipe(
         seed=seed,
         **built,
     )
-
-
-def replace(r: Recipe, **changes: Any) -> Recipe:
-    """A copy of `r` with some fields changed (validated again)."""
-    return dataclasses.replace(r, **changes)
