@@ -29,15 +29,18 @@ def integer(what: str, value: Any, low: int | None = None, high: int | None = No
     return value
 
 
-def number(what: str, value: Any, low: float | None = None, high: float | None = None, open_high=False) -> float:
-    """`value` if it is a number in [low, high] (or [low, high) with open_high), else a ConfigError."""
+def number(
+    what: str, value: Any, low: float | None = None, high: float | None = None, open_high=False, open_low=False
+) -> float:
+    """`value` if it is a number in [low, high] (open at either end on request), else a ConfigError."""
     ok = _is_number(value)
-    if ok and low is not None and value < low:
+    if ok and low is not None and (value <= low if open_low else value < low):
         ok = False
     if ok and high is not None and (value >= high if open_high else value > high):
         ok = False
     if not ok:
-        raise ConfigError(f"{what} must be a number {_range(low, high, ')' if open_high else ']')}, got {value!r}")
+        span = _range(low, high, ")" if open_high else "]", "(" if open_low else "[")
+        raise ConfigError(f"{what} must be a number {span}, got {value!r}")
     return value
 
 
@@ -46,11 +49,11 @@ def fraction(what: str, value: Any) -> float:
     return number(what, value, 0.0, 1.0, open_high=True)
 
 
-def _range(low, high, close: str) -> str:
+def _range(low, high, close: str, begin: str = "[") -> str:
     if low is not None and high is not None:
-        return f"in [{low:g}, {high:g}{close}"
+        return f"in {begin}{low:g}, {high:g}{close}"
     if low is not None:
-        return f">= {low:g}"
+        return f"> {low:g}" if begin == "(" else f">= {low:g}"
     if high is not None:
         return f"<= {high:g}"
     return ""

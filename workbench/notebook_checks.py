@@ -275,3 +275,22 @@ def _sensitivity(p: dict[str, Any]) -> None:
     data_available(p["dataset"])
     check_data(recipes)  # calibration no larger than the training split
     check_executor(p["executor"])
+
+
+@checks_for("08-lottery-tickets")
+def _lottery_tickets(p: dict[str, Any]) -> None:
+    """The notebook's six sweeps (IMP with each retraining and its controls, pruning at initialisation, structured
+    scratch), planned and checked as the notebook runs them: rate and levels, rewind step, weights left, the data
+    root, the executor."""
+    from workbench import tickets
+    from workbench.runner import plan
+    from workbench.runner.pipeline import check_data
+    from workbench.runner.sweep import check_executor
+
+    names = ("dataset", "model", "seeds", "epochs", "batch_size", "lr", "rate", "levels", "late_rewind_step",
+             "finetune_lr", "scope", "pai_methods", "pai_sparsities", "structured_method", "channel_ratios",
+             "structured_finetune_epochs")  # fmt: skip
+    grids = tickets.grids(**{name: p[name] for name in names})
+    data_available(p["dataset"])
+    check_data([r for grid in grids.values() for r in plan(**grid)])
+    check_executor(p["executor"])

@@ -164,3 +164,38 @@ def plot_layer_remaining(layers: pd.DataFrame, target: float, ax=None):
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_bars(frame: pd.DataFrame, x: str, y: str, hue: str, ax=None, ylabel=None):
+    """Grouped bars of the mean of `y` per `x` and `hue`, with ±1 standard deviation over seeds."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.4, 1.6 * frame[x].nunique() + 2), 4.2))
+    sns.barplot(data=frame, x=x, y=y, hue=hue, errorbar="sd", ax=ax)
+    ax.set_ylabel(ylabel or y)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def dense_band(ax, mean: float, sd: float, label: str = "dense") -> None:
+    """A horizontal line at the dense mean with a ±1 sd band."""
+    ax.axhline(mean, color="black", linestyle=":", label=label)
+    ax.axhspan(mean - sd, mean + sd, color="black", alpha=0.08)
+
+
+def remaining_axis(ax, values) -> None:
+    """A log-scaled x axis of the fraction of weights left, decreasing to the right, ticks at `values` in percent."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ticks = sorted(set(values), reverse=True)
+    ax.set_xticks(ticks, [f"{100 * v:.3g}%" for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)
+
+
+def legend_outside(ax, fontsize: str = "small") -> None:
+    """The legend to the right of the axes, so it hides no line."""
+    ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)

@@ -67,6 +67,7 @@ class Method:
     needs_validation: ClassVar[bool] = False  # gets the validation split as a labelled batch (e.g. a sensitivity scan)
     structural: ClassVar[bool] = False  # removes channels (the model shrinks) rather than masking weights
     schedule: ClassVar[str | None] = None  # a schedule the method always uses (e.g. "gradual"); None: the recipe's
+    invertible: ClassVar[bool] = False  # keeps the highest per-weight scores, so the scores can be inverted (a control)
     Hparams: ClassVar[type[Hparams]] = Hparams
 
     def transform(self, model: nn.Module, hp: Hparams) -> nn.Module:
@@ -102,6 +103,22 @@ class Method:
         return target
 
 
+INVERT_SCORES = "invert_scores"
+"""`ctx.extra` key: when true, an invertible method keeps the *lowest* scores (Frankle et al.'s 2021 sanity check)."""
+
+
+def oriented(scores: dict, ctx: Context) -> dict:
+    """`scores` (non-negative, higher = keep), or their inversion max - s when the context asks for it.
+
+    One maximum over all layers, so a global threshold on the inverted scores keeps exactly the weights a global
+    threshold on the scores would remove first. torch.nn.utils.prune ranks |score|, hence non-negative values.
+    """
+    if not ctx.extra.get(INVERT_SCORES):
+        return scores
+    top = max(float(s.max()) for s in scores.values())
+    return {name: top - s for name, s in scores.items()}
+
+
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: check a method's info and register one instance under its name."""
     for attr in ("name", "family", "granularity", "targets", "cite", "summary"):
@@ -120,6 +137,7 @@ def register(cls: type[Method]) -> type[Method]:
         "needs_data": cls.needs_data,
         "structural": cls.structural,
         "schedule": cls.schedule,
+        "invertible": cls.invertible,
         "cite": cls.cite,
         "summary": cls.summary,
     }

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-from workbench.methods.base import Context, Method, register
+from workbench.methods.base import INVERT_SCORES, Context, Method, oriented, register
 from workbench.metrics import prunable_layers
 from workbench.pruning.masks import prune_global, prune_layerwise
 from workbench.targets import Sparsity
@@ -46,8 +46,15 @@ class LayerwiseMagnitude(Layerwise):
 
 @register
 class GlobalMagnitude(MagnitudeMethod):
-    name, cite = "global_magnitude", "blalock2020what"
+    name, cite, invertible = "global_magnitude", "blalock2020what", True
     summary = "the smallest |w| over all layers together"
+
+    def prune(self, model: nn.Module, target: Sparsity, hp, ctx: Context) -> None:
+        self.check_target(target)
+        if not ctx.extra.get(INVERT_SCORES):
+            return self.mask(model, target.value)
+        scores = oriented({m: m.weight.detach().abs() for _, m in prunable_layers(model)}, ctx)
+        prune_global(model, target.value, scores=scores)
 
     def mask(self, model, sparsity):
         prune_global(model, sparsity)

@@ -16,7 +16,7 @@ from torch.nn.utils import prune
 
 from workbench import checks
 from workbench.hparams import Hparams, param
-from workbench.methods.base import METHODS, Context, Method, register
+from workbench.methods.base import METHODS, Context, Method, oriented, register
 from workbench.methods.ranking import CalibratedHparams, FilterRanking, calibration_of
 from workbench.metrics import prunable_layers
 from workbench.pruning import obs, ranking, saliency, sensitivity_scan
@@ -40,6 +40,7 @@ class ScoreMethod(Method):
     """Masks the lowest per-weight scores (globally or per layer); subclasses compute the scores."""
 
     family, granularity, targets, needs_data, Hparams = "sensitivity", "weight", (Sparsity,), True, ScoreHparams
+    invertible = True
 
     def scores(self, model: nn.Module, hp, ctx: Context) -> dict[str, object]:
         """{layer name: score tensor like the weight}; higher = keep."""
@@ -47,7 +48,7 @@ class ScoreMethod(Method):
 
     def prune(self, model: nn.Module, target: Sparsity, hp, ctx: Context) -> None:
         self.check_target(target)
-        mask_by_scores(model, self.scores(model, hp, ctx), target.value, hp.scope)
+        mask_by_scores(model, oriented(self.scores(model, hp, ctx), ctx), target.value, hp.scope)
 
     def labelled(self, ctx: Context):
         x = calibration_of(ctx, self.name)
@@ -55,7 +56,15 @@ class ScoreMethod(Method):
 
 
 def mask_by_scores(model: nn.Module, scores: dict, sparsity: float, scope: str) -> None:
-    """Zero the lowest-scoring weights to `sparsity`: one global threshold, or every layer at `sparsity`."""
+    """Zero the lowest-scoring weights to `sparsity`: one global threshold, or every layer at `sparsity`.
+
+    Scores are signed where the criterion is (GraSP): the lowest *signed* scores go, as in the reference code
+    (Synaptic-Flow keeps score > threshold). torch.nn.utils.prune ranks |score|, so signed scores are first shifted
+    by their common minimum, which keeps their order.
+    """
+    lowest = min(float(s.min()) for s in scores.values())
+    if lowest < 0:
+        scores = {n: s - lowest for n, s in scores.items()}
     layers = dict(prunable_layers(model))
     if scope == "global":
         prune_global(model, sparsity, scores={layers[n]: s for n, s in scores.items()})
@@ -137,7 +146,7 @@ class SynflowHparams(Hparams):
 @register
 class Synflow(Method):
     family, granularity, targets, Hparams = "sensitivity", "weight", (Sparsity,), SynflowHparams
-    name, cite = "synflow", "tanaka2020pruning"
+    name, cite, invertible = "synflow", "tanaka2020pruning", True
     summary = "SynFlow: data-free iterative pruning by synaptic flow |w dR/dw|, R the all-ones output of |W|"
 
     def scores(self, model, hp, ctx: Context):
@@ -151,7 +160,7 @@ class Synflow(Method):
         )
         for k in range(1, hp.rounds + 1):
             kept = (1 - start) * ((1 - target.value) / (1 - start)) ** (k / hp.rounds)
-            mask_by_scores(model, saliency.synflow(model, ctx.input_shape), 1 - kept, "global")
+            mask_by_scores(model, oriented(saliency.synflow(model, ctx.input_shape), ctx), 1 - kept, "global")
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,14 @@ a recipe interrupted at any point continues where it stopped and recomputes noth
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import torch.nn as nn
 
-from workbench import checks, training
-from workbench.methods.base import Context
+from workbench import checks, models, training
+from workbench.methods.base import INVERT_SCORES, Context
+from workbench.metrics import prunable_layers
 from workbench.provenance import provenance
 from workbench.pruning.masks import refresh_masked_weights
 from workbench.records import RunRecord, read_record, write_record
@@ -19,23 +23,59 @@ from workbench.targets import Sparsity, Target
 
 
 def planned_runs(recipe: Recipe) -> list[tuple[str, int | None, str]]:
-    """(role, level, run id) of every run the recipe makes, in order: the levels, then the controls."""
+    """(role, level, run id) of every run the recipe makes, in order: each level's main run, then its controls.
+
+    A one-level schedule has level None (so its run ids do not change with the schedule's name).
+    """
     levels = recipe.schedule.levels
-    runs = [("main", level if levels > 1 else None) for level in range(1, levels + 1)]
-    runs += [(name, None) for name in recipe.controls]
+    runs = []
+    for level in range(1, levels + 1):
+        tag = level if levels > 1 else None
+        runs += [("main", tag)] + [(name, tag) for name in recipe.controls]
     return [(role, level, recipe.run_id(role, level)) for role, level in runs]
 
 
 def check_data(recipes: list[Recipe]) -> None:
-    """One-line errors, before anything trains, for calibration batches larger than the training split."""
+    """One-line errors, before anything trains: calibration batches larger than the training split, rewind steps
+    past the end of dense training, sparsity targets that would leave less than one weight per layer."""
     for recipe in recipes:
+        bundle = store.bundle_of(recipe)
         if recipe.method_obj.needs_data:
-            size = len(store.bundle_of(recipe).train)
+            size = len(bundle.train)
             if recipe.calibration_size > size:
                 raise checks.ConfigError(
                     f"calibration_size {recipe.calibration_size} is larger than the training split of "
                     f"{recipe.data.dataset} ({size} examples); accepted: 1 to {size}"
                 )
+        total, k = store.dense_steps(recipe, bundle), recipe.schedule.rewind_step
+        if k is not None and k > total:
+            raise checks.ConfigError(
+                f"rewind_step {k} is past the end of dense training ({total} steps: {recipe.train.epochs} epochs of "
+                f"{total // max(recipe.train.epochs, 1)}); accepted: 0 to {total}"
+            )
+        if isinstance(recipe.target, Sparsity) and not recipe.method_obj.structural:
+            check_weights_left(recipe, bundle)
+
+
+def check_weights_left(recipe: Recipe, bundle) -> None:
+    """A one-line error if the recipe's sparsity leaves fewer weights than the model has prunable layers."""
+    layers, total = layer_counts(recipe.model.name, bundle.num_classes, bundle.input_shape)
+    left = round((1 - recipe.target.value) * total)
+    if left < layers:
+        most = 1 - layers / total
+        levels = recipe.schedule.levels
+        hint = f" ({levels} levels)" if levels > 1 else ""
+        raise checks.ConfigError(
+            f"sparsity {recipe.target.value:g}{hint} leaves {left} of the {total} prunable weights of "
+            f"{recipe.model.name}, fewer than one per layer ({layers} layers); accepted: at most {most:.6f}"
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def layer_counts(model: str, num_classes: int, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(prunable layers, prunable weights) of a freshly built `model`."""
+    layers = prunable_layers(models.build(model, num_classes, input_shape))
+    return len(layers), sum(m.weight.numel() for _, m in layers)
 
 
 def finished(recipe: Recipe, notebook: str) -> bool:
@@ -57,78 +97,133 @@ def finetune(model: nn.Module, recipe: Recipe, bundle, epochs: int, lr: float, s
     refresh_masked_weights(model)
 
 
+def retrain(model: nn.Module, recipe: Recipe, bundle, seed: int, callbacks=(), desc=""):
+    """Train a pruned `model` the way the recipe retrains after pruning (Renda et al.'s three options and PaI):
+
+    - pruned at initialisation: the dense budget (`epochs` at `lr`);
+    - no rewind step: fine-tuning, `finetune_epochs` at `finetune_lr`;
+    - rewind step k: the rest of the dense run's schedule, steps k..T at the dense learning rate of each step (with
+      rewind="weights" the caller has reset the weights to step k first: lottery-ticket rewinding; with rewind="lr"
+      they stay: learning-rate rewinding). Momentum starts empty.
+    """
+    schedule, t = recipe.schedule, recipe.train
+    if schedule.prune_at == "init":
+        return finetune(model, recipe, bundle, t.epochs, t.lr, seed, callbacks, desc)
+    if schedule.rewind_step is None:
+        return finetune(model, recipe, bundle, recipe.finetune.epochs, recipe.finetune.lr, seed, callbacks, desc)
+    total = store.dense_steps(recipe, bundle)
+    if schedule.rewind_step >= total:
+        return
+    training.seed_everything(seed, t.threads)
+    training.train(
+        model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
+        weight_decay=t.weight_decay, total_steps=total, start_step=schedule.rewind_step, seed=seed,
+        callbacks=callbacks, desc=desc,
+    )  # fmt: skip
+    refresh_masked_weights(model)
+
+
+def run_seed(recipe: Recipe, role: str, level: int | None, index: int = 0) -> int:
+    """The training seed of one run: a main run seed*100 + level; a control seed*100 + 50 + its index in the
+    recipe's controls, plus 1000 * level on iterative schedules (one-level seeds are those of earlier records)."""
+    at = level or 1
+    if role == "main":
+        return recipe.seed * 100 + at
+    return recipe.seed * 100 + 50 + index + (1000 * at if level else 0)
+
+
 def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None) -> list[RunRecord]:
-    """Every run of `recipe` (levels and controls) as records, computing only those not stored yet."""
+    """Every run of `recipe` (levels and their controls) as records, computing only those not stored yet."""
     planned = planned_runs(recipe)
     stored = {run_id: read_record(notebook, run_id) for _, _, run_id in planned}
     if all(stored.values()):
         return [stored[run_id] for _, _, run_id in planned]
     made_by = made_by or provenance()
     bundle = store.bundle_of(recipe)
-    rewind_step = recipe.schedule.rewind_step
-    dense = store.train_dense(recipe, bundle, save_steps=() if rewind_step is None else (rewind_step,))
-    rewind_state = None if rewind_step is None else dense.checkpoint(rewind_step).model_state
+    schedule = recipe.schedule
+    rewinds = () if schedule.rewind_step is None else (schedule.rewind_step,)
+    dense = store.train_dense(recipe, bundle, save_steps=rewinds)
+    at_init = schedule.prune_at == "init"
+    rewind_state = None
+    if schedule.rewind_step is not None and schedule.rewind == "weights":
+        rewind_state = dense.checkpoint(schedule.rewind_step).model_state
+    start_state = dense.checkpoint(0).model_state if at_init else rewind_state
     ctx = store.context(recipe, bundle, dense.reference)
-    hp, levels = recipe.hparams, recipe.schedule.levels
-    shape = bundle.input_shape
+    hp, levels, shape = recipe.hparams, schedule.levels, bundle.input_shape
 
-    def record(model, role, level, target: Target, parent) -> RunRecord:
+    def record(model, role, level, target: Target, parent, extra=None) -> RunRecord:
         scalar, layers = measure.measure(model, bundle, dense.reference, dense.model, recipe.latency)
         rec = RunRecord(
             run_id=recipe.run_id(role, level), notebook=notebook, family=recipe.family, method=recipe.method,
             hparams=hp.as_dict(), target=target.as_dict(), role=role, seed=recipe.seed, model=recipe.model.name,
-            dataset=recipe.data.dataset, recipe=recipe.to_dict(), metrics=scalar, parent=parent, level=level,
-            levels=levels if level else None, layers=layers, provenance=made_by,
+            dataset=recipe.data.dataset, recipe=recipe.to_dict(), metrics={**scalar, **(extra or {})},
+            parent=parent, level=level, levels=levels if level else None, layers=layers, provenance=made_by,
         )  # fmt: skip
         write_record(rec)
         return rec
 
-    at_init = recipe.schedule.prune_at == "init"
-    start_state = dense.checkpoint(0).model_state if at_init else None  # pruning at initialisation
-    model, removed, parent, done = store.rebuild(dense.model, shape, [], {}, start_state), [], None, []
-    for role, level, run_id in planned[:levels]:
-        at = level or 1
+    start = dense.model if start_state is None else store.rebuild(dense.model, shape, [], {}, start_state)
+    model = store.rebuild(dense.model, shape, [], {}, start_state if at_init else None)
+    removed, parent, done = [], None, []
+    keep_before = "inverted" in recipe.controls
+    for at in range(1, levels + 1):
+        tag = at if levels > 1 else None
         target = schedules.level_target(recipe.target, at, levels)
-        if stored[run_id] is not None and store.run_file(run_id).exists():
-            model, removed = store.restore_model(dense.model, store.run_file(run_id), shape)
+        main_id = recipe.run_id("main", tag)
+        before, removed_before = (copy.deepcopy(model) if keep_before else None), removed
+        if stored[main_id] is not None and store.run_file(main_id).exists():
+            model, removed = store.restore_model(dense.model, store.run_file(main_id), shape)
         else:
             model, removed = prune_level(model, removed, recipe, bundle, ctx, at, dense, rewind_state)
-            stored[run_id] = record(model, role, level, target, parent)
-            store.save_model(model, store.run_file(run_id), removed)
+            stored[main_id] = record(model, "main", tag, target, parent)
+            store.save_model(model, store.run_file(main_id), removed)
+        done.append(stored[main_id])
+        for index, role in enumerate(recipe.controls):
+            run_id = recipe.run_id(role, tag)
+            if stored[run_id] is None:
+                seed = run_seed(recipe, role, tag, index)
+                state = controls.Level(
+                    recipe, model, before, removed, dense, bundle, start, at,
+                    retrain=lambda m, sd: retrain(m, recipe, bundle, sd, desc="control"),
+                    train=lambda m, e, lr, sd: finetune(m, recipe, bundle, e, lr, sd, desc="control"),
+                    reprune=lambda m, lvl=at, prior=removed_before: prune_level(
+                        m, prior, recipe, bundle, ctx, lvl, dense, rewind_state, invert=True)[0],
+                )  # fmt: skip
+                training.seed_everything(seed, recipe.train.threads)
+                control, extra = controls.BUILDERS[role](state, seed)
+                stored[run_id] = record(control, role, tag, target, main_id, extra)
+            done.append(stored[run_id])
         ctx.extra["previous_channel_ratio"] = getattr(target, "value", 0.0)
-        parent = run_id
-        done.append(stored[run_id])
-    start = dense.model if rewind_state is None else store.rebuild(dense.model, shape, [], {}, rewind_state)
-    for index, (role, _, run_id) in enumerate(planned[levels:]):
-        if stored[run_id] is None:
-            control, epochs, lr = controls.BUILDERS[role](recipe, model, removed, dense, bundle, start)
-            finetune(control, recipe, bundle, epochs, lr, seed=recipe.seed * 100 + 50 + index, desc=role)
-            stored[run_id] = record(control, role, None, recipe.target, parent)
-        done.append(stored[run_id])
+        parent = main_id
     return done
 
 
-def prune_level(model, removed, recipe: Recipe, bundle, ctx: Context, level: int, dense, rewind_state):
-    """Prune to the level's target (or gradually during fine-tuning), rewind if asked, fine-tune; (model, removed)."""
+def prune_level(model, removed, recipe: Recipe, bundle, ctx: Context, level: int, dense, rewind_state, invert=False):
+    """Prune to the level's target (or gradually during fine-tuning), rewind if asked, retrain; (model, removed).
+
+    `invert` asks an invertible method to keep its lowest scores instead (the `inverted` control).
+    """
     method, hp = recipe.method_obj, recipe.hparams
     ctx.level, ctx.levels = level, recipe.schedule.levels
     target = schedules.level_target(recipe.target, level, recipe.schedule.levels)
     callbacks = list(method.finetune_callbacks(hp, ctx))
-    at_init = recipe.schedule.prune_at == "init"  # then the pruned network trains for the dense budget
-    epochs, lr = (recipe.train.epochs, recipe.train.lr) if at_init else (recipe.finetune.epochs, recipe.finetune.lr)
     training.seed_everything(recipe.seed, recipe.train.threads)
     if recipe.schedule.kind == "gradual":
-        steps = epochs * training.steps_per_epoch(bundle.train, recipe.data.batch_size)
+        steps = recipe.finetune.epochs * training.steps_per_epoch(bundle.train, recipe.data.batch_size)
         events = schedules.pruning_events(steps, recipe.schedule.steps) if steps else []
         callbacks.append(schedules.GradualPruning(lambda m, t: method.prune(m, t, hp, ctx), target.value, events))
     else:
-        out = method.prune(model, target, hp, ctx)
+        ctx.extra[INVERT_SCORES] = invert
+        try:
+            out = method.prune(model, target, hp, ctx)
+        finally:
+            ctx.extra.pop(INVERT_SCORES)
         if out:
             removed = [*removed, out]
     if rewind_state is not None:
         model = store.rewind(model, dense.model, bundle.input_shape, removed, rewind_state)
-    finetune(model, recipe, bundle, epochs, lr, seed=recipe.seed * 100 + level, callbacks=callbacks,
-             desc=f"{recipe.method} {target.label()}")  # fmt: skip
+    retrain(model, recipe, bundle, seed=recipe.seed * 100 + level, callbacks=callbacks,
+            desc=f"{recipe.method} {target.label()}")  # fmt: skip
     if recipe.schedule.kind == "gradual":
         method.prune(model, Sparsity(target.value), hp, ctx)  # a no-op unless the schedule stopped short
     return model, removed

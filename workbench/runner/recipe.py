@@ -20,23 +20,30 @@ from workbench.runner.schedules import level_target
 from workbench.targets import Sparsity, Target, make_target
 
 PRUNE_AT = ("trained", "init")
-CONTROLS = ("masked_twin", "random_reinit", "random_mask", "scratch")
-"""Control runs attached to a main run: the unstructured twin at equal size (structured methods), the pruned model
-re-initialised at random then retrained, a random mask with the same per-layer sparsity (mask methods), and the
-pruned architecture trained from scratch for the dense budget."""
+REWIND = ("weights", "lr")
+CONTROLS = ("masked_twin", "random_reinit", "random_mask", "scratch", "inverted", "instability")
+"""Control runs attached to a main run (at every level of an iterative schedule): the unstructured twin at equal size
+(structured methods), the pruned model re-initialised at random then retrained, a random mask with the same per-layer
+sparsity (mask methods), the pruned architecture trained from scratch for the dense budget, the method's scores
+inverted (methods that rank by a score), and a second copy trained from the rewind point with another data order,
+for the error barrier between the two (instability analysis)."""
 
 
 @dataclass(frozen=True)
 class Schedule:
     kind: str = "one-shot"  # one-shot, gradual (Zhu & Gupta cubic, during fine-tuning) or iterative (levels)
     steps: int = 4  # gradual: how many times the mask is tightened; iterative: how many prune + retrain levels
-    rewind_step: int | None = None  # None: fine-tune the pruned weights; k: reset them to dense step k (0 = init)
+    rewind_step: int | None = None  # None: fine-tune the pruned weights; k: retrain from dense step k (0 = init)
     prune_at: str = "trained"  # trained: prune the trained dense model; init: prune at initialisation, then train
+    rewind: str = "weights"  # with rewind_step k: weights (weights and LR schedule back to step k) or lr (LR only)
 
     def __post_init__(self):
         checks.choice("schedule", self.kind, SCHEDULES)
         checks.integer("pruning_steps", self.steps, 1)
         checks.choice("prune_at", self.prune_at, PRUNE_AT)
+        checks.choice("rewind", self.rewind, REWIND)
+        if self.rewind != "weights" and self.rewind_step is None:
+            raise checks.ConfigError(f"rewind={self.rewind!r} needs rewind_step (the step whose learning rate to use)")
         if self.prune_at == "init" and (self.kind != "one-shot" or self.rewind_step is not None):
             raise checks.ConfigError("prune_at='init' runs one-shot without rewind_step (training follows the pruning)")
         if self.rewind_step is not None:
@@ -90,6 +97,14 @@ class Recipe:
             raise checks.ConfigError(f"control 'masked_twin' needs a structured method; {self.method!r} masks weights")
         if "random_mask" in self.controls and method.structural:
             raise checks.ConfigError(f"control 'random_mask' needs a mask method; {self.method!r} removes channels")
+        if "inverted" in self.controls and not method.invertible:
+            known = ", ".join(METHODS.names(invertible=True))
+            raise checks.ConfigError(f"control 'inverted' needs a method ranking weights by a score; accepted: {known}")
+        if "instability" in self.controls and (self.schedule.rewind_step is None or self.schedule.rewind != "weights"):
+            raise checks.ConfigError(
+                "control 'instability' trains a second copy from the rewind point: it needs rewind_step "
+                "(with rewind='weights')"
+            )
         if self.schedule.kind == "gradual" and not isinstance(self.target, Sparsity):
             raise checks.ConfigError(f"the gradual schedule takes a sparsity target, got {self.target.kind}")
         if self.schedule.levels > 1:
@@ -138,7 +153,7 @@ FLAT_NAMES = {
     "weight_decay": ("train", "weight_decay"), "threads": ("train", "threads"),
     "finetune_epochs": ("finetune", "epochs"), "finetune_lr": ("finetune", "lr"),
     "schedule": ("schedule", "kind"), "pruning_steps": ("schedule", "steps"),
-    "rewind_step": ("schedule", "rewind_step"), "prune_at": ("schedule", "prune_at"),
+    "rewind_step": ("schedule", "rewind_step"), "prune_at": ("schedule", "prune_at"), "rewind": ("schedule", "rewind"),
     "latency_batch_size": ("latency", "batch_size"), "latency_threads": ("latency", "threads"),
 }  # fmt: skip
 TOP_NAMES = ("controls", "calibration_size", "measure_latency")

@@ -172,21 +172,43 @@ def sweep(
         workers: LocalCluster workers (default: cores // threads per run).
         params: flat recipe parameters (dataset, model, epochs, finetune_epochs, schedule, controls, ...).
     """
+    grid = dict(methods=methods, targets=targets, seeds=seeds, target_kind=target_kind, hparams=hparams, family=family)
+    return sweeps(notebook, {"": {**grid, **params}}, executor=executor, workers=workers, progress=progress)[""]
+
+
+def sweeps(
+    notebook: str,
+    grids: dict[str, dict[str, Any]],
+    *,
+    executor: str | Any = "serial",
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, SweepResult]:
+    """Several grids of one notebook run as one pool (one dense phase, one Dask cluster, runs balanced over workers).
+
+    `grids` maps a name to `sweep`'s keyword arguments (methods, targets, seeds, target_kind, hparams, family and
+    flat recipe parameters). Every grid is planned and checked before anything trains; the result maps each name to
+    its SweepResult, and the notebook's CSV holds the records of all of them.
+    """
     paths.safe_name("notebook", notebook)
     check_executor(executor)
-    recipes = plan(methods, targets, seeds, target_kind=target_kind, hparams=hparams, family=family, **params)
+    planned = {name: plan(**grid) for name, grid in grids.items()}
+    recipes = [r for rs in planned.values() for r in rs]
     made_by = provenance()
-    todo = [r for r in recipes if not pipeline.finished(r, notebook)]
+    todo = list({(r.run_id(), r.controls): r for r in recipes if not pipeline.finished(r, notebook)}.values())
     pipeline.check_data(todo)
     report = Progress(notebook, len(recipes), progress)
     if todo:
         with executor_for(executor, workers, recipes[0].train.threads) as run:
             run(train_dense_task, dense_representatives(todo), "dense baselines", report)
             run(pipeline.run_recipe, [(r, notebook, made_by) for r in todo], "runs", report)
-    records = [rec for r in recipes for rec in pipeline.run_recipe(r, notebook)]  # all stored now: read back
-    write_results_csv(notebook, records)
+    out = {}
+    for name, rs in planned.items():
+        records = [rec for r in rs for rec in pipeline.run_recipe(r, notebook)]  # all stored now: read back
+        out[name] = SweepResult(rs, records, records_frame(records), layer_frame(records), dense_frame(rs))
+    write_results_csv(notebook, [rec for result in out.values() for rec in result.records])
     report.finish(len(todo))
-    return SweepResult(recipes, records, records_frame(records), layer_frame(records), dense_frame(recipes))
+    return out
 
 
 def describe(args: tuple) -> str:
