@@ -237,13 +237,14 @@ def scratch_lines(scratch: pd.DataFrame) -> list[str]:
     return lines
 
 
-def mnist1d_lines(levels: pd.DataFrame, dense: tuple[float, float], names: dict[str, str]) -> list[str]:
+def mnist1d_lines(levels: pd.DataFrame, dense: tuple[float, float], names: dict[str, str], dataset: str) -> list[str]:
     """Our tickets at the level nearest 92% sparsity, beside Greydanus & Kobak's MNIST-1D lottery-ticket figure."""
     label = names["rewind-0"]
     tickets = levels[levels["curve"] == label]
     near = tickets.iloc[(tickets["sparsity"] - 0.92).abs().argsort()[:1]].iloc[0]
     random = levels[(levels["curve"] == f"{label}: random mask") & (levels["level"] == near["level"])].iloc[0]
-    return [
+    caveat = [] if dataset == "mnist1d" else [f"This run is on {dataset}; the paper's numbers are on MNIST-1D."]
+    return caveat + [
         f"At sparsity {near['sparsity']:.3f} (level {int(near['level'])}, nearest to the paper's 92%): ticket "
         f"{near['top1_mean']:.3f} ± {near['top1_sd']:.3f}, random mask {random['top1_mean']:.3f} ± "
         f"{random['top1_sd']:.3f}, dense {dense[0]:.3f} ± {dense[1]:.3f}; ticket minus dense "
