@@ -294,3 +294,20 @@ def _lottery_tickets(p: dict[str, Any]) -> None:
     data_available(p["dataset"])
     check_data([r for grid in grids.values() for r in plan(**grid)])
     check_executor(p["executor"])
+
+
+@checks_for("05-regularization")
+def _regularization(p: dict[str, Any]) -> None:
+    """The notebook's two sweeps (after fine-tuning, right after removal), planned and checked as the notebook runs
+    them: lambdas, targets, a model with batch norm for slimming, the data root, the executor."""
+    from workbench import regularization_study
+    from workbench.runner import plan
+    from workbench.runner.pipeline import check_data
+    from workbench.runner.sweep import check_executor
+
+    names = ("dataset", "model", "seeds", "epochs", "batch_size", "lr", "flops_reductions", "round_to", "slimming_lams",
+             "ssl_lams", "greg_reg_epochs", "finetune_epochs", "finetune_lr")  # fmt: skip
+    grids = regularization_study.grids(**{name: p[name] for name in names})
+    data_available(p["dataset"])
+    check_data([r for grid in grids.values() for r in plan(**grid)])
+    check_executor(p["executor"])

@@ -14,6 +14,7 @@ One signature for every method; the pipeline never asks which method it runs.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,6 +47,7 @@ class Context:
     level: int = 1
     levels: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    train: Callable[..., None] | None = None  # train(model, epochs, lr, callbacks=()) on the training split (pipeline)
 
     def calibration_inputs(self, method: str) -> torch.Tensor:
         """The calibration inputs, or a one-line error saying that `method` needs calibration data."""
@@ -85,6 +87,9 @@ class Method:
     def prune(self, model: nn.Module, target: Target, hp: Hparams, ctx: Context) -> None:
         """Prune `model` in place to `target` (measured against `ctx.reference`)."""
         raise NotImplementedError
+
+    def check_model(self, model: nn.Module, hp: Hparams) -> None:
+        """A one-line ConfigError if the method cannot work on this (freshly built) model; default: any model."""
 
     def shapes_dense_training(self) -> bool:
         """True if the method changes dense training (transform or training callbacks), so its dense run is its own."""

@@ -160,7 +160,8 @@ def prune_to_target(
     """Remove channels of `model` in place until `target` is reached; scores come from `importance(group)`.
 
     Every group of coupled channels is scored once. "uniform" removes the same fraction of each group, "global"
-    ranks all channels by one threshold on scores divided by their group's mean; either way at most `max_ratio` of
+    ranks all channels by one threshold on scores divided by their group's mean (on the raw scores when the
+    importance sets `compare_raw = True`, as network slimming's batch-norm scales); either way at most `max_ratio` of
     a group goes and kept counts are multiples of `round_to`. FLOPs, parameter and sparsity targets take the
     smallest ratio whose analytic estimate reaches them (an exact count, see ChannelPlanner.estimate); a latency
     budget times pruned copies. Returns the removed channels per group: (root layer name, sorted indices in the
@@ -278,7 +279,8 @@ class ChannelPlanner:
         units = len(group[0].idxs) // ch_groups
         unit_scores = scores.detach().double().cpu().view(ch_groups, units).mean(0)
         order = torch.argsort(unit_scores, stable=True)
-        normalised = (unit_scores / unit_scores.abs().mean().clamp_min(1e-12)).sort().values
+        raw = getattr(self.importance, "compare_raw", False)  # scores already on one scale across groups (BN scales)
+        normalised = (unit_scores / (1.0 if raw else unit_scores.abs().mean().clamp_min(1e-12))).sort().values
         cumulative = {key: [0, *torch.cumsum(counts[order], 0).tolist()] for key, counts in self._counts(group, units)}
         name = self.names[group[0].dep.target.module]
         return GroupPlan(group, name, units, ch_groups, order.tolist(), normalised, cumulative)

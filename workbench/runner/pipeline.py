@@ -37,7 +37,8 @@ def planned_runs(recipe: Recipe) -> list[tuple[str, int | None, str]]:
 
 def check_data(recipes: list[Recipe]) -> None:
     """One-line errors, before anything trains: calibration batches larger than the training split, rewind steps
-    past the end of dense training, sparsity targets that would leave less than one weight per layer."""
+    past the end of dense training, sparsity targets that would leave less than one weight per layer, a model the
+    method cannot work on (`Method.check_model`, e.g. slimming without batch norm)."""
     for recipe in recipes:
         bundle = store.bundle_of(recipe)
         if recipe.method_obj.needs_data:
@@ -55,6 +56,7 @@ def check_data(recipes: list[Recipe]) -> None:
             )
         if isinstance(recipe.target, Sparsity) and not recipe.method_obj.structural:
             check_weights_left(recipe, bundle)
+        recipe.method_obj.check_model(built(recipe.model.name, bundle.num_classes, bundle.input_shape), recipe.hparams)
 
 
 def check_weights_left(recipe: Recipe, bundle) -> None:
@@ -71,10 +73,15 @@ def check_weights_left(recipe: Recipe, bundle) -> None:
         )
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)
+def built(model: str, num_classes: int, input_shape: tuple[int, ...]):
+    """A freshly built `model`, shared by the checks (which only read it)."""
+    return models.build(model, num_classes, input_shape)
+
+
 def layer_counts(model: str, num_classes: int, input_shape: tuple[int, ...]) -> tuple[int, int]:
     """(prunable layers, prunable weights) of a freshly built `model`."""
-    layers = prunable_layers(models.build(model, num_classes, input_shape))
+    layers = prunable_layers(built(model, num_classes, input_shape))
     return len(layers), sum(m.weight.numel() for _, m in layers)
 
 
@@ -149,6 +156,9 @@ def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None) -> li
         rewind_state = dense.checkpoint(schedule.rewind_step).model_state
     start_state = dense.checkpoint(0).model_state if at_init else rewind_state
     ctx = store.context(recipe, bundle, dense.reference)
+    ctx.train = lambda model, epochs, lr, callbacks=(): finetune(
+        model, recipe, bundle, epochs, lr, seed=recipe.seed * 100 + 99, callbacks=callbacks, desc="method training"
+    )  # for methods that train while pruning (e.g. growing regularisation)
     hp, levels, shape = recipe.hparams, schedule.levels, bundle.input_shape
 
     def record(model, role, level, target: Target, parent, extra=None) -> RunRecord:

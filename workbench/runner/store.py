@@ -12,8 +12,9 @@ import copy
 import json
 import os
 import shutil
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,11 +56,16 @@ def fresh_model(recipe: Recipe, bundle: wdata.DataBundle, seed: int | None = Non
 
 @dataclass
 class DenseRun:
-    """The trained dense model, its reference measurements and where its checkpoints are."""
+    """The trained dense model, its reference measurements and where its checkpoints are.
+
+    `info` also holds `train_seconds` (wall time of dense training) and `traces` (what the method's training
+    callbacks recorded, e.g. the quantiles of batch-norm scales every few steps under a regulariser).
+    """
 
     model: nn.Module
     reference: dict
     folder: Path
+    info: dict = field(default_factory=dict)
 
     def checkpoint(self, step: int) -> training.Checkpoint:
         return training.load_checkpoint(self.folder / f"step-{step}.pt")
@@ -121,7 +127,7 @@ def _load_dense(recipe: Recipe, bundle, folder: Path, total: int, rebuilt: bool 
         info = json.loads(info_file.read_text())
         model = fresh_model(recipe, bundle)
         model.load_state_dict(training.load_checkpoint(folder / f"step-{total}.pt").model_state)
-        return DenseRun(model, info["reference"], folder)
+        return DenseRun(model, info["reference"], folder, info)
     except Exception as exc:  # noqa: BLE001  (any unreadable file: JSON, pickle, zip, missing key)
         if rebuilt:
             raise
@@ -143,17 +149,21 @@ def _train_entry(recipe: Recipe, bundle, folder: Path, total: int, save_steps: t
     model = fresh_model(recipe, bundle)
     t = recipe.train
     saves = {f"step-{s}": s for s in {0, total, *save_steps}}
+    callbacks = dense_callbacks(recipe, bundle)
+    started = time.perf_counter()
     if total:
         state = training.train(
             model, bundle.train, batch_size=recipe.data.batch_size, lr=t.lr, momentum=t.momentum,
             weight_decay=t.weight_decay, total_steps=total, seed=recipe.seed, save_at=saves,
-            callbacks=dense_callbacks(recipe, bundle), desc=f"dense seed {recipe.seed}",
+            callbacks=callbacks, desc=f"dense seed {recipe.seed}",
         )  # fmt: skip
         for name, ckpt in state.checkpoints.items():
             training.save_checkpoint(folder / f"{name}.pt", ckpt)
     else:
         training.save_checkpoint(folder / "step-0.pt", training.Checkpoint("step-0", 0, model.state_dict(), None))
-    info = {"key": recipe.dense_key(), "steps": total, "reference": measure.reference(model, bundle)}
+    info = {"key": recipe.dense_key(), "steps": total, "reference": measure.reference(model, bundle),
+            "train_seconds": time.perf_counter() - started,
+            "traces": {type(cb).__name__: cb.trace for cb in callbacks if getattr(cb, "trace", None)}}  # fmt: skip
     write_atomic(folder / "info.json", json.dumps(info, indent=1))
 
 
