@@ -33,6 +33,8 @@ def test_sparsity_after_levels_and_bad_rates():
             sparsity_after(rate, 3)
     with pytest.raises(ConfigError, match="levels must be an integer >= 1, got 0"):
         sparsity_after(0.2, 0)
+    with pytest.raises(ConfigError, match="rate 0.9 over 40 levels leaves 1e-40 of the weights, which is none"):
+        sparsity_after(0.9, 40)
 
 
 def test_layerwise_rates_reach_the_target_with_the_output_layer_at_half_the_rate():

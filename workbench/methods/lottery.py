@@ -31,7 +31,13 @@ def sparsity_after(rate: float, levels: int) -> float:
     """The sparsity L levels of IMP leave when each removes `rate` of the remaining weights: 1 - (1 - rate)^L."""
     checks.number("rate", rate, 0.0, 1.0, open_low=True, open_high=True)
     checks.integer("levels", levels, 1)
-    return 1 - (1 - rate) ** levels
+    left = (1 - rate) ** levels
+    if 1 - left >= 1.0:
+        raise checks.ConfigError(
+            f"rate {rate:g} over {levels} levels leaves {left:.3g} of the weights, which is none; "
+            "accepted: fewer levels or a smaller rate"
+        )
+    return 1 - left
 
 
 def layer_sparsities(sizes: list[int], sparsity: float, level: int, output_rate: float) -> list[float]:
