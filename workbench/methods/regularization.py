@@ -124,7 +124,7 @@ class GregHparams(StructuredHparams):
 
 @register
 class Greg(Regularized):
-    name, cite, Hparams = "greg", "wang2020neural", GregHparams
+    name, cite, Hparams = "greg", "wang2021neural", GregHparams
     summary = "growing regularisation (GReg-1): L2 on the channels picked by L1 grows until they vanish, then removed"
 
     def importance(self, model, hp, ctx):
