@@ -311,3 +311,26 @@ def _regularization(p: dict[str, Any]) -> None:
     data_available(p["dataset"])
     check_data([r for grid in grids.values() for r in plan(**grid)])
     check_executor(p["executor"])
+
+
+@checks_for("04-clustering")
+def _clustering(p: dict[str, Any]) -> None:
+    """The notebook's three sweeps (merging and removal after and before fine-tuning, weight sharing), planned and
+    checked as the notebook runs them; the pictured layer exists; the data root, the executor."""
+    from workbench import clustering_study, models
+    from workbench.metrics import prunable_layers
+    from workbench.runner import plan, store
+    from workbench.runner.pipeline import check_data
+    from workbench.runner.sweep import check_executor
+
+    names = ("dataset", "model", "seeds", "epochs", "batch_size", "lr", "flops_reductions", "round_to",
+             "algorithm", "threshold", "finetune_epochs", "finetune_lr", "bits", "share_sparsity",
+             "sharing_finetune_epochs")  # fmt: skip
+    grids = clustering_study.grids(**{name: p[name] for name in names})
+    data_available(p["dataset"])
+    recipes = [r for grid in grids.values() for r in plan(**grid)]
+    check_data(recipes)
+    bundle = store.bundle_of(recipes[0])
+    layers = [name for name, _ in prunable_layers(models.build(p["model"], bundle.num_classes, bundle.input_shape))]
+    checks.choice("picture_layer", p["picture_layer"], layers)
+    check_executor(p["executor"])

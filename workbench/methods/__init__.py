@@ -3,7 +3,7 @@
 Importing this package registers the methods of every family file below.
 """
 
-from workbench.methods import lottery, magnitude, ranking, regularization, sensitivity  # noqa: F401  (register the methods)
+from workbench.methods import clustering, lottery, magnitude, ranking, regularization, sensitivity  # noqa: F401  (register the methods)
 from workbench.methods.base import METHODS, Context, Method, get, register
 
 __all__ = ["METHODS", "Context", "Method", "get", "register"]

@@ -88,6 +88,10 @@ class Method:
         """Prune `model` in place to `target` (measured against `ctx.reference`)."""
         raise NotImplementedError
 
+    def metrics(self, model: nn.Module, hp: Hparams) -> dict[str, Any]:
+        """Measurements only this method's runs have (e.g. measured storage of shared weights); default: none."""
+        return {}
+
     def check_model(self, model: nn.Module, hp: Hparams) -> None:
         """A one-line ConfigError if the method cannot work on this (freshly built) model; default: any model."""
 

@@ -163,6 +163,7 @@ def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None) -> li
 
     def record(model, role, level, target: Target, parent, extra=None) -> RunRecord:
         scalar, layers = measure.measure(model, bundle, dense.reference, dense.model, recipe.latency)
+        scalar.update(recipe.method_obj.metrics(model, hp))
         rec = RunRecord(
             run_id=recipe.run_id(role, level), notebook=notebook, family=recipe.family, method=recipe.method,
             hparams=hp.as_dict(), target=target.as_dict(), role=role, seed=recipe.seed, model=recipe.model.name,

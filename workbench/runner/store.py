@@ -26,6 +26,7 @@ from torch.nn.utils import prune
 from workbench import data as wdata
 from workbench import models, paths, training
 from workbench.methods.base import Context
+from workbench.pruning.masks import refresh_masked_weights
 from workbench.records import write_atomic
 from workbench.runner import measure
 from workbench.runner.recipe import Recipe
@@ -271,6 +272,7 @@ def restore_model(dense: nn.Module, path: Path, input_shape) -> tuple[nn.Module,
     saved = torch.load(path, map_location="cpu", weights_only=True)
     model = rebuild(dense, input_shape, saved["removed"], saved["masks"])
     model.load_state_dict(saved["state"])
+    refresh_masked_weights(model)  # `weight` of a masked layer is otherwise stale until the next forward pass
     return model, saved["removed"]
 
 
