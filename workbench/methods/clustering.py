@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,7 @@ from sklearn.cluster import KMeans
 from workbench import checks
 from workbench.hparams import Hparams, param
 from workbench.methods.base import Context, Method, register
-from workbench.methods.ranking import FilterRanking, StructuredHparams, relative_target
+from workbench.methods.ranking import FilterRanking, StructuredHparams
 from workbench.metrics import prunable_layers
 from workbench.pruning import merging, ranking, structural
 from workbench.pruning.masks import prune_layerwise
@@ -67,9 +66,7 @@ class FilterMerge(Merging):
     summary = "filters clustered per layer; each cluster's consumers' weights summed into one representative"
 
     def prune(self, model: nn.Module, target, hp: MergeHparams, ctx: Context) -> list | None:
-        self.check_target(target)
-        structural.make_traceable(model)
-        step = relative_target(model, target, ctx)
+        step = self.step_target(model, target, ctx)
         if step is None:
             return None
         planner = structural.ChannelPlanner(model, ctx.input_shape, self.importance(model, hp, ctx), "uniform",
@@ -105,13 +102,10 @@ class NeuronMerge(Merging):
     summary = "filters removed by L1 norm, each compensated by its most similar kept filter, scaled, in the next layer"
 
     def prune(self, model: nn.Module, target, hp: NeuronMergeHparams, ctx: Context) -> list | None:
-        self.check_target(target)
-        structural.make_traceable(model)
-        step = relative_target(model, target, ctx)
+        step = self.step_target(model, target, ctx)
         if step is None:
             return None
-        plan = structural.prune_to_target(copy.deepcopy(model), ctx.input_shape, self.importance(model, hp, ctx), step,
-                                          hp.allocation, hp.round_to or None, hp.max_ratio)  # fmt: skip
+        plan = self.planned_removal(model, step, hp, ctx)
         graph = structural.dependency_graph(model, ctx.input_shape)
         modules = dict(model.named_modules())
         for name, removed in plan:

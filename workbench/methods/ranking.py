@@ -7,6 +7,7 @@ targets for the model as it is now (after earlier iterative levels).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -77,14 +78,25 @@ class FilterRanking(Method):
 
     def prune(self, model: nn.Module, target: Target, hp: StructuredHparams, ctx: Context) -> list | None:
         """Remove channels to `target`; returns the removed channels per group (for replay), None if reached."""
-        self.check_target(target)
-        structural.make_traceable(model)
-        step_target = relative_target(model, target, ctx)
-        if step_target is None:
+        step = self.step_target(model, target, ctx)
+        if step is None:
             return None
         importance = self.importance(model, hp, ctx)
         return structural.prune_to_target(
-            model, ctx.input_shape, importance, step_target, hp.allocation, hp.round_to or None, hp.max_ratio
+            model, ctx.input_shape, importance, step, hp.allocation, hp.round_to or None, hp.max_ratio
+        )
+
+    def step_target(self, model: nn.Module, target: Target, ctx: Context) -> Target | None:
+        """`target` checked, and made relative to `model` as it is now (made traceable); None if already reached."""
+        self.check_target(target)
+        structural.make_traceable(model)
+        return relative_target(model, target, ctx)
+
+    def planned_removal(self, model: nn.Module, step: Target, hp: StructuredHparams, ctx: Context) -> list:
+        """The channels `prune` would remove for `step`, planned on a copy: [(root layer name, indices)]."""
+        importance = self.importance(model, hp, ctx)
+        return structural.prune_to_target(
+            copy.deepcopy(model), ctx.input_shape, importance, step, hp.allocation, hp.round_to or None, hp.max_ratio
         )
 
 

@@ -14,7 +14,6 @@ the penalties and removals follow the papers.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +23,7 @@ import torch_pruning as tp
 from workbench import checks
 from workbench.hparams import param
 from workbench.methods.base import Context, register
-from workbench.methods.ranking import FilterRanking, StructuredHparams, relative_target
+from workbench.methods.ranking import FilterRanking, StructuredHparams
 from workbench.pruning import ranking, structural
 from workbench.pruning.regularizers import BatchNormL1, GroupLasso, GrowingL2, batch_norms
 from workbench.targets import ChannelRatio, FlopsReduction, ParamReduction
@@ -131,15 +130,10 @@ class Greg(Regularized):
         return ranking.FilterNorm(p=1)
 
     def prune(self, model: nn.Module, target, hp: GregHparams, ctx: Context) -> list | None:
-        self.check_target(target)
-        structural.make_traceable(model)
-        step_target = relative_target(model, target, ctx)
-        if step_target is None:
+        step = self.step_target(model, target, ctx)
+        if step is None:
             return None
-        plan = structural.prune_to_target(
-            copy.deepcopy(model), ctx.input_shape, self.importance(model, hp, ctx), step_target, hp.allocation,
-            hp.round_to or None, hp.max_ratio,
-        )  # fmt: skip
+        plan = self.planned_removal(model, step, hp, ctx)
         if hp.reg_epochs:
             if ctx.train is None:
                 raise ValueError(f"{self.name} trains while pruning and needs the pipeline's context (ctx.train)")
