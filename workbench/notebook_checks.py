@@ -277,60 +277,51 @@ def _sensitivity(p: dict[str, Any]) -> None:
     check_executor(p["executor"])
 
 
-@checks_for("08-lottery-tickets")
-def _lottery_tickets(p: dict[str, Any]) -> None:
-    """The notebook's six sweeps (IMP with each retraining and its controls, pruning at initialisation, structured
-    scratch), planned and checked as the notebook runs them: rate and levels, rewind step, weights left, the data
-    root, the executor."""
-    from workbench import tickets
+def check_study(p: dict[str, Any], grids) -> list:
+    """A study notebook's sweeps as the notebook builds them: `grids(**parameters)` takes exactly the notebook's
+    parameters of the same names; every grid planned, checked before training (`check_data`), the data root and
+    the executor. Returns the recipes."""
+    import inspect
+
     from workbench.runner import plan
     from workbench.runner.pipeline import check_data
     from workbench.runner.sweep import check_executor
 
-    names = ("dataset", "model", "seeds", "epochs", "batch_size", "lr", "rate", "levels", "late_rewind_step",
-             "finetune_lr", "scope", "pai_methods", "pai_sparsities", "structured_method", "channel_ratios",
-             "structured_finetune_epochs")  # fmt: skip
-    grids = tickets.grids(**{name: p[name] for name in names})
+    built = grids(**{name: p[name] for name in inspect.signature(grids).parameters})
     data_available(p["dataset"])
-    check_data([r for grid in grids.values() for r in plan(**grid)])
+    recipes = [r for grid in built.values() for r in plan(**grid)]
+    check_data(recipes)
     check_executor(p["executor"])
+    return recipes
+
+
+@checks_for("08-lottery-tickets")
+def _lottery_tickets(p: dict[str, Any]) -> None:
+    """The notebook's six sweeps (IMP with each retraining and its controls, pruning at initialisation, structured
+    scratch): rate and levels, rewind step, weights left, the data root, the executor."""
+    from workbench import tickets
+
+    check_study(p, tickets.grids)
 
 
 @checks_for("05-regularization")
 def _regularization(p: dict[str, Any]) -> None:
-    """The notebook's two sweeps (after fine-tuning, right after removal), planned and checked as the notebook runs
-    them: lambdas, targets, a model with batch norm for slimming, the data root, the executor."""
+    """The notebook's two sweeps (after fine-tuning, right after removal): lambdas, targets, a model with batch norm
+    for slimming, the data root, the executor."""
     from workbench import regularization_study
-    from workbench.runner import plan
-    from workbench.runner.pipeline import check_data
-    from workbench.runner.sweep import check_executor
 
-    names = ("dataset", "model", "seeds", "epochs", "batch_size", "lr", "flops_reductions", "round_to", "slimming_lams",
-             "ssl_lams", "greg_reg_epochs", "finetune_epochs", "finetune_lr")  # fmt: skip
-    grids = regularization_study.grids(**{name: p[name] for name in names})
-    data_available(p["dataset"])
-    check_data([r for grid in grids.values() for r in plan(**grid)])
-    check_executor(p["executor"])
+    check_study(p, regularization_study.grids)
 
 
 @checks_for("04-clustering")
 def _clustering(p: dict[str, Any]) -> None:
-    """The notebook's three sweeps (merging and removal after and before fine-tuning, weight sharing), planned and
-    checked as the notebook runs them; the pictured layer exists; the data root, the executor."""
+    """The notebook's three sweeps (merging and removal after and before fine-tuning, weight sharing); the pictured
+    layer exists; the data root, the executor."""
     from workbench import clustering_study, models
     from workbench.metrics import prunable_layers
-    from workbench.runner import plan, store
-    from workbench.runner.pipeline import check_data
-    from workbench.runner.sweep import check_executor
+    from workbench.runner import store
 
-    names = ("dataset", "model", "seeds", "epochs", "batch_size", "lr", "flops_reductions", "round_to",
-             "algorithm", "threshold", "finetune_epochs", "finetune_lr", "bits", "share_sparsity",
-             "sharing_finetune_epochs")  # fmt: skip
-    grids = clustering_study.grids(**{name: p[name] for name in names})
-    data_available(p["dataset"])
-    recipes = [r for grid in grids.values() for r in plan(**grid)]
-    check_data(recipes)
+    recipes = check_study(p, clustering_study.grids)
     bundle = store.bundle_of(recipes[0])
     layers = [name for name, _ in prunable_layers(models.build(p["model"], bundle.num_classes, bundle.input_shape))]
     checks.choice("picture_layer", p["picture_layer"], layers)
-    check_executor(p["executor"])

@@ -110,12 +110,12 @@ class NeuronMerge(Merging):
         modules = dict(model.named_modules())
         for name, removed in plan:
             root = modules[name]
-            every = list(range(root.weight.shape[0]))
-            group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, every)
+            units = root.weight.shape[0]
+            group = structural.out_channel_group(graph, root, range(units))
             made = merging.producers(group, graph)
             if len(made) != 1:
                 continue  # coupled residual channels: removal only
-            folded = folded_filters(made[0], merging.batch_norm_after(group, graph), len(every))
+            folded = folded_filters(made[0], merging.batch_norm_after(group, graph), units)
             merging.merge(group, graph, compensations(folded, removed, hp.threshold))
         return structural.replay(model, ctx.input_shape, plan)
 

@@ -24,7 +24,7 @@ from workbench import checks
 from workbench.hparams import param
 from workbench.methods.base import Context, register
 from workbench.methods.ranking import FilterRanking, StructuredHparams
-from workbench.pruning import ranking, structural
+from workbench.pruning import merging, ranking, structural
 from workbench.pruning.regularizers import BatchNormL1, GroupLasso, GrowingL2, batch_norms
 from workbench.targets import ChannelRatio, FlopsReduction, ParamReduction
 
@@ -147,13 +147,9 @@ def picked_channels(model: nn.Module, input_shape, plan) -> dict[nn.Module, list
     """Every conv/linear/batch-norm module's output channels that `plan` ([(root name, indices)]) removes."""
     graph = structural.dependency_graph(model, input_shape)
     modules = dict(model.named_modules())
-    picked: dict[nn.Module, list[int]] = {}
+    picked: dict[nn.Module, set[int]] = {}
     for name, idxs in plan:
-        root = modules[name]
-        group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, list(idxs))
-        for item in group:
-            module = item.dep.target.module
-            out = graph.is_out_channel_pruning_fn(item.dep.handler)
-            if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)) and out:
-                picked.setdefault(module, []).extend(int(i) for i in item.idxs)
-    return {m: sorted(set(v)) for m, v in picked.items()}
+        group = structural.out_channel_group(graph, modules[name], idxs)
+        for module, out in merging.producers(group, graph) + merging.batch_norm_after(group, graph):
+            picked.setdefault(module, set()).update(out.values())
+    return {m: sorted(v) for m, v in picked.items()}

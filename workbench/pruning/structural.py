@@ -501,10 +501,14 @@ def replay(model: nn.Module, input_shape, removed: list, graph: tp.DependencyGra
     graph = graph or dependency_graph(model, input_shape)
     modules = dict(model.named_modules())
     for name, idxs in removed:
-        root = modules[name]
-        graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, list(idxs)).prune()
+        out_channel_group(graph, modules[name], idxs).prune()
     sync_attributes(model)
     return removed
+
+
+def out_channel_group(graph: tp.DependencyGraph, root: nn.Module, idxs) -> tp.Group:
+    """The coupled group that removing output channels `idxs` of layer `root` removes (every layer it touches)."""
+    return graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, list(idxs))
 
 
 def sync_attributes(model: nn.Module) -> None:
