@@ -32,8 +32,8 @@ reports: $(STAMP)
 ## Unit tests, literature validation, and nbval over every notebook.
 test: $(STAMP)
 	$(BIN)/workbench lit validate
-	$(BIN)/python -m pytest tests -q
-	$(BIN)/python -m pytest --nbval --nbval-current-env notebooks -q
+	$(BIN)/python -m pytest tests -q -n 2
+	$(BIN)/python -m pytest --nbval --nbval-current-env notebooks -q -n 2 --dist loadscope
 
 ## Damaged records and cache entries, leftovers of killed runs; `make doctor FIX=1` removes them.
 doctor: $(STAMP)

@@ -1,4 +1,5 @@
-"""`workbench bench speedup | prune-time`: what physical channel pruning buys on this CPU, and what it costs to do."""
+"""`workbench bench speedup | prune-time` (`models` and `dynamic` live in their own files): what physical channel
+pruning buys on this CPU, and what it costs to do."""
 
 from __future__ import annotations
 
@@ -196,9 +197,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     kinds = bench.add_subparsers(dest="bench", required=True)
     _add_speedup(kinds)
     _add_prune_time(kinds)
-    from workbench import bench_models  # imports no torch at its top
+    from workbench import bench_dynamic, bench_models  # import no torch at their top
 
     bench_models.add_command(kinds)
+    bench_dynamic.add_command(kinds)
 
 
 def _add_speedup(kinds) -> None:

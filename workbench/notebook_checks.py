@@ -313,6 +313,25 @@ def _regularization(p: dict[str, Any]) -> None:
     check_study(p, regularization_study.grids)
 
 
+@checks_for("06-dynamic")
+def _dynamic(p: dict[str, Any]) -> None:
+    """The dynamic sweeps (densities, FLOPs budgets, a model with gateable convolutions), the timing settings, the
+    larger model of the benchmark and its densities, the data root, the executor."""
+    from workbench import dynamic_study, models
+    from workbench.gating import sites
+    from workbench.runner.sweep import as_list
+    from workbench.targets import GateDensity
+
+    check_study(p, dynamic_study.grids)
+    for name in ("latency_inputs", "latency_rounds", "threads"):
+        checks.integer(name, p[name], 1)
+    models.MODELS.check(p["bench_model"])
+    info = models.MODELS.info(p["bench_model"])
+    sites.check_gateable(models.build(p["bench_model"], 10, tuple(info["input_shape"])), "fbs")
+    for density in as_list("bench_densities", p["bench_densities"]):
+        GateDensity(density)
+
+
 @checks_for("04-clustering")
 def _clustering(p: dict[str, Any]) -> None:
     """The notebook's three sweeps (merging and removal after and before fine-tuning, weight sharing); the pictured

@@ -7,6 +7,7 @@ Every target measures against a reference model (the dense one, unless said othe
 - `ParamReduction(2.0)`: the model stores half the reference's parameters.
 - `ChannelRatio(0.3)`: 30 % of the channels of every prunable group are removed (structured methods).
 - `LatencyBudget(5.0, batch_size=1, threads=1)`: forward latency at most 5 ms at that batch size and thread count.
+- `GateDensity(0.5)`: dynamic execution computes half the channels of every gated layer, per input.
 
 New kinds (clusters, bits, a gate budget) are new dataclasses registered with `@target_kind`.
 """
@@ -105,6 +106,17 @@ class LatencyBudget(Target):
 
     def label(self) -> str:
         return f"latency<={self.value:g}ms@b{self.batch_size}x{self.threads}t"
+
+
+@target_kind
+@dataclass(frozen=True)
+class GateDensity(Target):
+    """Fraction of each gated layer's output channels computed per input, in (0, 1] (FBS's density d)."""
+
+    kind: ClassVar[str] = "gate_density"
+
+    def __post_init__(self):
+        checks.number("gate density", self.value, 0.0, 1.0, open_low=True)
 
 
 def make_target(kind: str, value: float, **extra: Any) -> Target:

@@ -3,7 +3,15 @@
 Importing this package registers the methods of every family file below.
 """
 
-from workbench.methods import clustering, lottery, magnitude, ranking, regularization, sensitivity  # noqa: F401  (register the methods)
+from workbench.methods import (  # noqa: F401  (register the methods)
+    clustering,
+    dynamic,
+    lottery,
+    magnitude,
+    ranking,
+    regularization,
+    sensitivity,
+)
 from workbench.methods.base import METHODS, Context, Method, get, register
 
 __all__ = ["METHODS", "Context", "Method", "get", "register"]

@@ -7,17 +7,19 @@
 - flops_reduction = dense flops / flops; effective_flops_reduction = dense flops / effective_flops.
 - sparsity: fraction of the dense model's prunable (conv/linear) weights that are zero or gone.
 - latency_ms, latency_ms_dense, speedup, efficiency (= speedup / effective FLOPs reduction), where asked.
-- flops_mean, flops_p50, flops_p95: for models whose cost depends on the input (they define `per_input_flops`).
+- flops_mean, flops_p50, flops_p95, flops_mean_reduction (= dense flops / flops_mean): for gated models, whose cost
+  depends on the input (counted from the gates' decisions, workbench.gating.cost); with them `flops_per_input` (test
+  split order) and `gate_activity` (per gated layer, how often each channel is on).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 import torch.nn as nn
 
 from workbench import data as wdata
-from workbench import metrics, speed
+from workbench import gating, metrics, speed
+from workbench.gating import cost
 
 FLOPS_UNIT = "FLOPs (2 per multiply-add, torch.utils.flop_counter)"
 
@@ -54,8 +56,10 @@ def measure(
         "effective_flops_reduction": ref["flops"] / effective if effective else None,
         "sparsity": 1 - sum(r["nonzero"] for r in layers) / ref["prunable_weights"],
     }
-    if hasattr(model, "per_input_flops"):
+    if gating.gated_units(model):
         out.update(flops_distribution(model, bundle))
+        out["flops_mean_reduction"] = ref["flops"] / out["flops_mean"]
+        out["gate_activity"] = cost.gate_activity(model, wdata.loader(bundle.test, 256, shuffle=False))
     if latency is not None and dense is not None:
         t = speed.compare_latency(dense, model, bundle.input_shape, latency.batch_size, latency.threads, rounds=3,
                                   min_run_time=0.1)  # fmt: skip
@@ -70,17 +74,10 @@ def measure(
     return out, layers
 
 
-@torch.no_grad()
-def flops_distribution(model: nn.Module, bundle: wdata.DataBundle) -> dict[str, float]:
-    """Mean, median and 95th percentile over the test set of `model.per_input_flops(x)` (FLOPs per input)."""
-    was_training = model.training
-    model.eval()
+def flops_distribution(model: nn.Module, bundle: wdata.DataBundle) -> dict:
+    """Mean, median and 95th percentile over the test set of the FLOPs each input executes, and the list of them."""
+    counted = cost.costs(model, bundle.input_shape)
     per_input = np.concatenate(
-        [model.per_input_flops(x).double().numpy() for x, _ in wdata.loader(bundle.test, 256, shuffle=False)]
+        [cost.per_input_flops(model, x, counted).numpy() for x, _ in wdata.loader(bundle.test, 256, shuffle=False)]
     )
-    model.train(was_training)
-    return {
-        "flops_mean": float(per_input.mean()),
-        "flops_p50": float(np.percentile(per_input, 50)),
-        "flops_p95": float(np.percentile(per_input, 95)),
-    }
+    return {**cost.summary(per_input), "flops_per_input": per_input.tolist()}

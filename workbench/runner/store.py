@@ -25,6 +25,7 @@ from torch.nn.utils import prune
 
 from workbench import data as wdata
 from workbench import models, paths, training
+from workbench.gating.sites import gate_spec, regate
 from workbench.methods.base import Context
 from workbench.pruning.masks import refresh_masked_weights
 from workbench.records import write_atomic
@@ -84,7 +85,9 @@ def context(recipe: Recipe, bundle: wdata.DataBundle, reference: dict) -> Contex
         calibration = wdata.calibration_batch(bundle, recipe.calibration_size, seed=recipe.seed)
     if method.needs_validation:
         validation = wdata.calibration_batch(bundle, len(bundle.val), seed=recipe.seed, split="val")
-    return Context(bundle.input_shape, bundle.num_classes, reference, recipe.seed, calibration, validation)
+    per_epoch = training.steps_per_epoch(bundle.train, recipe.data.batch_size)
+    extra = {"steps_per_epoch": per_epoch, "finetune_steps": recipe.finetune.epochs * per_epoch}
+    return Context(bundle.input_shape, bundle.num_classes, reference, recipe.seed, calibration, validation, extra=extra)
 
 
 def dense_callbacks(recipe: Recipe, bundle: wdata.DataBundle) -> list:
@@ -263,7 +266,8 @@ def save_model(model: nn.Module, path: Path, removed: list) -> None:
     """Save a pruned model: its state (masks included) and the channel removals that shaped it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"state": model.state_dict(), "removed": removed, "masks": masks_of(model)}, tmp)
+    saved = {"state": model.state_dict(), "removed": removed, "masks": masks_of(model), "gates": gate_spec(model)}
+    torch.save(saved, tmp)
     os.replace(tmp, path)
 
 
@@ -271,6 +275,8 @@ def restore_model(dense: nn.Module, path: Path, input_shape) -> tuple[nn.Module,
     """The model saved by save_model, rebuilt from a copy of the dense model, and its removals."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
     model = rebuild(dense, input_shape, saved["removed"], saved["masks"])
+    if saved.get("gates"):
+        regate(model, saved["gates"])
     model.load_state_dict(saved["state"])
     refresh_masked_weights(model)  # `weight` of a masked layer is otherwise stale until the next forward pass
     return model, saved["removed"]

@@ -50,6 +50,10 @@ class SweepResult:
         first = next(r for r in self.recipes if r.seed == seed)
         return store.train_dense(first, store.bundle_of(first)).model
 
+    def model(self, run_id: str, seed: int):
+        """The pruned (or gated) model a run of this sweep finished with, rebuilt from the run cache."""
+        return store.restore_model(self.dense_model(seed), store.run_file(run_id), self.bundle.input_shape)[0]
+
     @property
     def bundle(self):
         return store.bundle_of(self.recipes[0])
