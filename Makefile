@@ -29,11 +29,11 @@ $(STAMP): pyproject.toml constraints.txt
 reports: $(STAMP)
 	$(BIN)/workbench run
 
-## Unit tests, literature validation, and nbval over every notebook.
+## Literature validation, then unit tests and nbval over every notebook in one pool of two processes (pytest-xdist;
+## each test file and each notebook stays on one process).
 test: $(STAMP)
 	$(BIN)/workbench lit validate
-	$(BIN)/python -m pytest tests -q -n 2
-	$(BIN)/python -m pytest --nbval --nbval-current-env notebooks -q -n 2 --dist loadscope
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-current-env -q -n 2 --dist loadscope
 
 ## Damaged records and cache entries, leftovers of killed runs; `make doctor FIX=1` removes them.
 doctor: $(STAMP)

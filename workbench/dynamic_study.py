@@ -17,7 +17,6 @@ import torch
 from workbench.runner.sweep import SweepResult
 
 NOTEBOOK = "06-dynamic"
-DYNAMIC = ("fbs", "dgnet")
 BASELINE = "l1"
 
 
