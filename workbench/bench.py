@@ -70,20 +70,27 @@ def speedup(
     channels_last: bool = True,
     calibration_size: int = 64,
     seed: int = 0,
+    runtime: str = "eager",
+    rounds: int = 5,
 ) -> dict:
-    """Prune a randomly initialised `model` to `flops_reduction` with `criterion`; time dense, pruned and masks.
+    """Prune a randomly initialised `model` to `flops_reduction` with `criterion`; time dense, pruned and masks in
+    `runtime` (eager, compile, onnxruntime: workbench.deploy.runtimes), in alternating rounds.
 
-    An unreachable `flops_reduction` is refused in one line with the maximum, before any timing.
+    An unreachable `flops_reduction` or an unknown runtime is refused in one line, before any timing. The record has
+    the set-up seconds of each model apart from its latency, the largest difference between the runtime's logits
+    and eager PyTorch's, and the serialised sizes of the three models (workbench.deploy.storage).
     """
     import torch
 
-    from workbench import metrics, models, speed
+    from workbench import metrics, models
+    from workbench.deploy import runtimes, storage, timing
     from workbench.methods import METHODS
     from workbench.pruning import ranking, structural  # noqa: F401  (ranking registers the criteria)
     from workbench.pruning.masks import masked_like
     from workbench.targets import FlopsReduction
 
     method = METHODS.get(check_criterion(criterion))
+    runtimes.check_runtimes([runtime])
     check_reachable(model, flops_reduction, round_to)
     shape = tuple(models.MODELS.info(model)["input_shape"])
     threads = threads or torch.get_num_threads()
@@ -94,20 +101,30 @@ def speedup(
     importance = method.criterion(pruned, calibration, seed=seed)
     structural.prune_to_target(pruned, shape, importance, FlopsReduction(flops_reduction), allocation, round_to)
     options = {"fuse_bn": fuse_bn, "channels_last": channels_last}
-    report = speed.speed_report(dense, pruned, shape, batch_size, threads, **options)
     masked = masked_like(dense, pruned)  # timed with its zeros stored densely: what masks run in PyTorch
-    twin = speed.compare_latency(dense, masked, shape, batch_size, threads, **options)
+    x = torch.randn(batch_size, *shape)
+    nets = {"dense": dense, "pruned": pruned, "masked": masked}
+    prepared = {name: runtimes.prepare(net, runtime, x, threads, **options) for name, net in nets.items()}
+    with torch.no_grad():
+        diff = max(float((prepared[n].run(x) - net(x)).abs().max()) for n, net in nets.items())
+    ms = timing.alternating(prepared, x, threads, rounds)
+    fd, fp = (metrics.flop_count(m, shape)["flops"] for m in (dense, pruned))
+    measured = ms["dense"] / ms["pruned"]
     return {
-        "model": model,
-        "criterion": criterion,
-        "flops_reduction_target": flops_reduction,
-        "allocation": allocation,
-        "round_to": round_to,
-        **report,
+        "model": model, "criterion": criterion, "flops_reduction_target": flops_reduction,
+        "allocation": allocation, "round_to": round_to, "runtime": runtime,
+        "flops_dense": fd, "flops_pruned": fp,
+        "params_dense": metrics.count_params(dense)["params"], "params_pruned": metrics.count_params(pruned)["params"],
+        "latency_ms_dense": ms["dense"], "latency_ms_pruned": ms["pruned"], "speedup": measured,
+        "batch_size": batch_size, "threads": threads, "rounds": rounds, **options,
+        "flops_speedup": fd / fp, "efficiency": measured / (fd / fp),
         "unstructured_nonzero_params": metrics.count_params(masked)["nonzero_params"],
-        "unstructured_latency_ms": twin["latency_ms_pruned"],
-        "unstructured_speedup": twin["speedup"],
-    }
+        "unstructured_latency_ms": ms["masked"], "unstructured_speedup": ms["dense"] / ms["masked"],
+        "setup_seconds_dense": prepared["dense"].setup_seconds,
+        "setup_seconds_pruned": prepared["pruned"].setup_seconds,
+        "max_abs_diff_vs_eager": diff,
+        **storage.sizes(dense=dense, pruned=pruned, masked=masked),
+    }  # fmt: skip
 
 
 def prune_time(
@@ -198,16 +215,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_speedup(kinds)
     _add_prune_time(kinds)
     from workbench import bench_dynamic, bench_models  # import no torch at their top
+    from workbench.deploy import cli as deploy_cli
 
     bench_models.add_command(kinds)
     bench_dynamic.add_command(kinds)
+    deploy_cli.add_sparse_command(kinds)
 
 
 def _add_speedup(kinds) -> None:
     p = kinds.add_parser(
         "speedup", help="measured speedup of physical channel pruning vs FLOPs",
         description="Prune a randomly initialised model to a FLOPs reduction and time it against the dense model "
-        "(and a masked twin) in alternating rounds; an unreachable target is refused with the maximum.",
+        "(and a masked twin) in alternating rounds, in each runtime asked for (one result per runtime); an "
+        "unreachable target is refused with the maximum.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
     p.add_argument("--model", default="resnet56", help="a name from workbench.models.MODELS")
@@ -220,17 +240,21 @@ def _add_speedup(kinds) -> None:
     p.add_argument("--allocation", default="uniform", choices=ALLOCATIONS, help=allocation)
     p.add_argument("--no-fuse", action="store_true", help="do not fold batch norm into convolutions")
     p.add_argument("--nchw", action="store_true", help="time in NCHW instead of channels-last memory format")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--runtime", default="eager", help="comma-separated: eager, compile (torch.compile), onnxruntime")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (medians kept)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per runtime")
 
     def handler(a) -> int:
         from workbench import models
+        from workbench.deploy.runtimes import check_runtimes
 
         models.MODELS.check(a.model)
+        names = check_runtimes(a.runtime)
         options = {"round_to": a.round_to or None, "fuse_bn": not a.no_fuse, "channels_last": not a.nchw}
-        result = speedup(
-            a.model, a.criterion, a.flops_reduction, a.batch_size, a.threads, allocation=a.allocation, **options
-        )
-        print(json.dumps(result) if a.json else "\n".join(f"{k:>28}: {v}" for k, v in result.items()))
+        for runtime in names:
+            result = speedup(a.model, a.criterion, a.flops_reduction, a.batch_size, a.threads, allocation=a.allocation,
+                             runtime=runtime, rounds=a.rounds, **options)  # fmt: skip
+            print(json.dumps(result) if a.json else "\n".join(f"{k:>28}: {v}" for k, v in result.items()))
         return 0
 
     p.set_defaults(handler=handler)

@@ -14,6 +14,7 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     """The `workbench` parser with every command (cheap: no torch, no papermill, no nbformat)."""
     from workbench import batch, bench, nbcheck
+    from workbench.deploy import cli as deploy_cli
     from workbench.literature import cli as literature_cli
 
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_commands(sub)
     _runner_cli().add_commands(sub)
     literature_cli.add_commands(sub)
+    deploy_cli.add_commands(sub)
     _add_doctor(sub)
     return parser
 

@@ -192,15 +192,19 @@ def name_list(what: str, values: Any) -> list[str]:
 
 @checks_for("01-magnitude")
 def _magnitude(p: dict[str, Any]) -> None:
-    """The sweep cell's plan, the data root, the tolerance of the conclusions, the executor."""
+    """The sweep cell's plan, the data root, the tolerance of the conclusions, the sparse-kernel timing's sparsities
+    and batch sizes, the executor."""
     from workbench.runner import plan
-    from workbench.runner.sweep import check_executor
+    from workbench.runner.sweep import as_list, check_executor
 
     plan(p["methods"], p["sparsities"], p["seeds"], target_kind="sparsity", family="magnitude",
          dataset=p["dataset"], model=p["model"], epochs=p["epochs"], finetune_epochs=p["finetune_epochs"],
          finetune_lr=p["finetune_lr"])  # fmt: skip
     data_available(p["dataset"])
     checks.number("tolerance", p["tolerance"], 0.0, 1.0)
+    for value in as_list("sparse_sparsities", p["sparse_sparsities"]):
+        checks.number("sparse_sparsities", value, 0.0, 1.0, open_high=True)
+    positive_ints("sparse_batch_sizes", p["sparse_batch_sizes"])
     check_executor(p["executor"])
 
 

@@ -7,6 +7,8 @@
 - flops_reduction = dense flops / flops; effective_flops_reduction = dense flops / effective_flops.
 - sparsity: fraction of the dense model's prunable (conv/linear) weights that are zero or gone.
 - latency_ms, latency_ms_dense, speedup, efficiency (= speedup / effective FLOPs reduction), where asked.
+- serialized_bytes: the model's state as torch.save writes it (masks folded: zeros stored dense);
+  serialized_bytes_csr: the same with every conv/linear weight as a sparse CSR matrix (workbench.deploy.storage).
 - flops_mean, flops_p50, flops_p95, flops_mean_reduction (= dense flops / flops_mean): for gated models, whose cost
   depends on the input (counted from the gates' decisions, workbench.gating.cost); with them `flops_per_input` (test
   split order) and `gate_activity` (per gated layer, how often each channel is on).
@@ -19,6 +21,7 @@ import torch.nn as nn
 
 from workbench import data as wdata
 from workbench import gating, metrics, speed
+from workbench.deploy import storage
 from workbench.gating import cost
 
 FLOPS_UNIT = "FLOPs (2 per multiply-add, torch.utils.flop_counter)"
@@ -55,6 +58,8 @@ def measure(
         "flops_reduction": ref["flops"] / flops,
         "effective_flops_reduction": ref["flops"] / effective if effective else None,
         "sparsity": 1 - sum(r["nonzero"] for r in layers) / ref["prunable_weights"],
+        "serialized_bytes": storage.serialized_bytes(model),
+        "serialized_bytes_csr": storage.csr_bytes(model),
     }
     if gating.gated_units(model):
         out.update(flops_distribution(model, bundle))

@@ -17,7 +17,7 @@ from workbench.hparams import Hparams
 from workbench.methods.base import METHODS, SCHEDULES, Method
 from workbench.models import MODELS
 from workbench.runner.schedules import level_target
-from workbench.targets import Sparsity, Target, make_target
+from workbench.targets import Sparsity, Target, from_dict, make_target
 
 PRUNE_AT = ("trained", "init")
 REWIND = ("weights", "lr")
@@ -128,6 +128,17 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """The recipe a record's `recipe` field describes (inverse of to_dict)."""
+        method = METHODS.get(data["method"])
+        sections = {name: SECTIONS[name](**data[name]) for name in SECTIONS if name != "latency"}
+        return cls(
+            method=data["method"], target=from_dict(data["target"]), hparams=method.hparams(**data["hparams"]),
+            controls=tuple(data.get("controls", ())), calibration_size=data.get("calibration_size", 128),
+            latency=Latency(**data["latency"]) if data.get("latency") else None, seed=data.get("seed", 0), **sections,
+        )  # fmt: skip
 
     def run_id(self, role: str = "main", level: int | None = None) -> str:
         """Hash of the non-default configuration, the role and the level: the name of the run's record.
