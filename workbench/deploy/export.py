@@ -3,8 +3,9 @@
 The model is rebuilt from the run cache (`.cache/workbench/runs/<run id>.pt`, with the dense run it came from):
 channel-pruned models as their real, smaller architecture, masked models with the masks folded into the weights,
 gated models in their masked execution. `torch` writes a torch.export program (`torch.export.load(path).module()`
-runs it); `onnx` an ONNX file (the dynamo exporter), checked in ONNX Runtime. Either way the exported model's outputs
-on test inputs are compared with the workbench's before the command succeeds; a mismatch removes the file.
+runs it); `onnx` an ONNX file (the dynamo exporter), checked in ONNX Runtime. Both take any batch size. Either way the
+exported model's outputs on test inputs (a batch of 8, and one input alone) are compared with the workbench's before
+anything is written.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ def exported_bytes(model: nn.Module, x: torch.Tensor, fmt: str) -> bytes:
     if fmt == "onnx":
         from workbench.deploy.runtimes import onnx_bytes
 
-        return onnx_bytes(model, x)
+        return onnx_bytes(model, x, dynamic_batch=True)
     buffer = io.BytesIO()
-    torch.export.save(torch.export.export(model, (x,)), buffer)
+    shapes = ({0: torch.export.Dim("batch", min=1)},)
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes=shapes), buffer)
     return buffer.getvalue()
 
 
@@ -94,7 +96,8 @@ def export(run_id: str, fmt: str = "onnx", out: str | Path | None = None) -> dic
     with torch.no_grad():
         expected = model(x)
         got = run_exported(blob, fmt, x)
-    diff = float((got - expected).abs().max())
+        one = run_exported(blob, fmt, x[:1])  # any batch size runs
+    diff = max(float((got - expected).abs().max()), float((one - expected[:1]).abs().max()))
     scale = float(expected.abs().max()) or 1.0
     if diff > TOLERANCE * scale:
         raise RuntimeError(f"the exported model's logits differ from the workbench's by {diff:.3g} (> {TOLERANCE:g} "

@@ -75,10 +75,12 @@ def as_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
-    """`model` exported with torch.onnx.export (the dynamo exporter) for inputs shaped like `example`."""
+def onnx_bytes(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """`model` exported with torch.onnx.export (the dynamo exporter) for inputs shaped like `example` (any batch size
+    with `dynamic_batch`; a fixed shape lets ONNX Runtime optimise more, which the timing uses)."""
+    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, input_names=["input"],
-                                output_names=["logits"])  # fmt: skip
+                                output_names=["logits"], dynamic_shapes=shapes)  # fmt: skip
     buffer = io.BytesIO()
     program.save(buffer)
     return buffer.getvalue()
