@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from workbench.runner.sweep import SweepResult
 
@@ -142,13 +141,6 @@ def gate_activity(result: SweepResult, setting: str, seed: int) -> pd.DataFrame:
         for rank, value in enumerate(sorted(values, reverse=True)):
             rows.append({"layer": layer, "channel_rank": rank, "channels": len(values), "on": value})
     return pd.DataFrame(rows)
-
-
-def restored(result: SweepResult, setting: str, seed: int) -> torch.nn.Module:
-    """The fine-tuned gated (or pruned) model of one run, from the run cache."""
-    rec = next(r for r in result.records if r.role == "main" and r.seed == seed
-               and label(r.method, r.target["value"]) == setting)  # fmt: skip
-    return result.model(rec.run_id, seed)
 
 
 def extremes(table: pd.DataFrame, setting: str, seed: int, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -65,21 +65,3 @@ def compare_latency(
         "rounds": rounds,
         **settings,
     }
-
-
-def speed_report(
-    dense: nn.Module, pruned: nn.Module, input_shape, batch_size: int = 64, threads: int = 1, **options
-) -> dict[str, float]:
-    """FLOPs and parameters of both models, measured latencies, speedup, FLOPs speedup and efficiency."""
-    fd = metrics.flop_count(dense, input_shape)["flops"]
-    fp = metrics.flop_count(pruned, input_shape)["flops"]
-    timing = compare_latency(dense, pruned, input_shape, batch_size, threads, **options)
-    return {
-        "flops_dense": fd,
-        "flops_pruned": fp,
-        "params_dense": metrics.count_params(dense)["params"],
-        "params_pruned": metrics.count_params(pruned)["params"],
-        **timing,
-        "flops_speedup": fd / fp,
-        "efficiency": timing["speedup"] / (fd / fp),
-    }
