@@ -232,3 +232,22 @@ def test_a_gated_run_records_its_flops_distribution_and_restores():
         assert set(m["gate_activity"]) == {name for name, _ in gated_units(model)}
         x = result.bundle.test.tensors[0][:8]
         assert per_input_flops(model, x).tolist() == m["flops_per_input"][:8]
+
+
+def test_a_run_model_missing_from_the_cache_is_computed_again_exactly():
+    """A fresh clone has the records but not the run cache: the notebook's latency table still gets the models."""
+    from workbench import paths
+    from workbench.runner import store, sweep
+
+    result = sweep("test-dynamic-rebuild", ["fbs"], [0.5], [0], target_kind="gate_density", dataset="digits",
+                   model="small_cnn", epochs=1, finetune_epochs=1, progress=False)  # fmt: skip
+    (rec,) = result.records
+    x = result.bundle.test.tensors[0][:8]
+    with torch.no_grad():
+        before = result.model(rec.run_id, 0).eval()(x)
+    record_file = paths.records_dir("test-dynamic-rebuild") / f"{rec.run_id}.json"
+    text = record_file.read_text()
+    store.run_file(rec.run_id).unlink()
+    with torch.no_grad():
+        after = result.model(rec.run_id, 0).eval()(x)
+    assert torch.equal(before, after) and record_file.read_text() == text

@@ -1,6 +1,7 @@
 """`workbench export RUN_ID --format onnx|torch`: a finished run's model as a file that runs without the workbench.
 
-The model is rebuilt from the run cache (`.cache/workbench/runs/<run id>.pt`, with the dense run it came from):
+The model is rebuilt from the run cache (`.cache/workbench/runs/<run id>.pt`, with the dense run it came from; a
+model missing there, as on a fresh clone that has only the records, is computed again first, exactly as the run did):
 channel-pruned models as their real, smaller architecture, masked models with the masks folded into the weights,
 gated models in their masked execution. `torch` writes a torch.export program (`torch.export.load(path).module()`
 runs it); `onnx` an ONNX file (the dynamo exporter), checked in ONNX Runtime. Both take any batch size. Either way the
@@ -38,14 +39,16 @@ def run_model(record: RunRecord) -> tuple[nn.Module, torch.Tensor]:
     """The run's finished model (eval mode, masks folded) and a batch of its test inputs."""
     from workbench.gating import gated_units, set_execution
     from workbench.pruning.masks import make_permanent
-    from workbench.runner import store
+    from workbench.runner import pipeline, store
     from workbench.runner.recipe import Recipe
 
-    saved = store.run_file(record.run_id)
-    if not saved.exists():
-        raise FileNotFoundError(f"the model of run {record.run_id} is not in the run cache ({saved}); run its sweep "
-                                f"again (notebook {record.notebook}) to rebuild it")  # fmt: skip
     recipe = Recipe.from_dict(record.recipe)
+    saved = store.run_file(record.run_id)
+    if not saved.exists():  # a fresh clone has the records, not the run cache: compute the model again, exactly
+        if record.role != "main":
+            raise FileNotFoundError(f"run {record.run_id} is a {record.role} control; its model is not kept")
+        with torch.enable_grad():
+            pipeline.run_recipe(recipe, record.notebook, models=True)
     bundle = store.bundle_of(recipe)
     dense = store.train_dense(recipe, bundle).model
     model, _ = store.restore_model(dense, saved, bundle.input_shape)

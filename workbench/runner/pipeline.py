@@ -139,11 +139,16 @@ def run_seed(recipe: Recipe, role: str, level: int | None, index: int = 0) -> in
     return recipe.seed * 100 + 50 + index + (1000 * at if level else 0)
 
 
-def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None) -> list[RunRecord]:
-    """Every run of `recipe` (levels and their controls) as records, computing only those not stored yet."""
+def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None, models: bool = False) -> list[RunRecord]:
+    """Every run of `recipe` (levels and their controls) as records, computing only those not stored yet.
+
+    `models=True` also rebuilds the model of every level whose record exists but whose model file does not (a fresh
+    clone has the records, not the run cache): the same steps, bit for bit; the records are left as they are.
+    """
     planned = planned_runs(recipe)
     stored = {run_id: read_record(notebook, run_id) for _, _, run_id in planned}
-    if all(stored.values()):
+    missing = models and any(not store.run_file(r).exists() for role, _, r in planned if role == "main")
+    if all(stored.values()) and not missing:
         return [stored[run_id] for _, _, run_id in planned]
     made_by = made_by or provenance()
     bundle = store.bundle_of(recipe)
@@ -186,7 +191,8 @@ def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None) -> li
             model, removed = store.restore_model(dense.model, store.run_file(main_id), shape)
         else:
             model, removed = prune_level(model, removed, recipe, bundle, ctx, at, dense, rewind_state)
-            stored[main_id] = record(model, "main", tag, target, parent)
+            if stored[main_id] is None:
+                stored[main_id] = record(model, "main", tag, target, parent)
             store.save_model(model, store.run_file(main_id), removed)
         done.append(stored[main_id])
         for index, role in enumerate(recipe.controls):

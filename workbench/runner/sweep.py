@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from tqdm import tqdm  # the plain bar: tqdm.auto warns 'IProgress not found' in kernels without ipywidgets
 
 from workbench import checks, paths
@@ -51,7 +52,13 @@ class SweepResult:
         return store.train_dense(first, store.bundle_of(first)).model
 
     def model(self, run_id: str, seed: int):
-        """The pruned (or gated) model a run of this sweep finished with, rebuilt from the run cache."""
+        """The pruned (or gated) model a main run of this sweep finished with, from the run cache; a model missing
+        there (a fresh clone has the records only) is computed again first, exactly as the run made it."""
+        if not store.run_file(run_id).exists():
+            rec = next(r for r in self.records if r.run_id == run_id)
+            recipe_ = next(r for r in self.recipes if run_id in {i for _, _, i in pipeline.planned_runs(r)})
+            with torch.enable_grad():  # the caller may be inside no_grad; training is not
+                pipeline.run_recipe(recipe_, rec.notebook, models=True)
         return store.restore_model(self.dense_model(seed), store.run_file(run_id), self.bundle.input_shape)[0]
 
     @property
