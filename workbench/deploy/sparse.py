@@ -167,21 +167,16 @@ def input_shapes(model: nn.Module, layers: list[nn.Module], shape: tuple[int, ..
     return seen
 
 
-def _ms(fn, x, threads: int, min_run_time: float) -> float:
-    from torch.utils import benchmark
-
-    timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
-
-
 def time_pair(dense: nn.Module, sparse: nn.Module, x: torch.Tensor, threads: int, rounds: int,
               min_run_time: float) -> tuple[float, float]:  # fmt: skip
     """Median ms of dense and sparse on `x`, alternating rounds."""
+    from workbench.deploy.timing import median_ms
+
     dense_ms, sparse_ms = [], []
     with torch.no_grad():
         for _ in range(rounds):
-            dense_ms.append(_ms(dense, x, threads, min_run_time))
-            sparse_ms.append(_ms(sparse, x, threads, min_run_time))
+            dense_ms.append(median_ms(dense, x, threads, min_run_time))
+            sparse_ms.append(median_ms(sparse, x, threads, min_run_time))
     return statistics.median(dense_ms), statistics.median(sparse_ms)
 
 

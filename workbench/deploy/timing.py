@@ -10,13 +10,17 @@ import torch
 from workbench.deploy.runtimes import Prepared, as_layout
 
 
-def ms_per_call(prepared: Prepared, x: torch.Tensor, threads: int, min_run_time: float) -> float:
-    """Median milliseconds of `prepared.run(x)` (torch.utils.benchmark, blocked autorange)."""
+def median_ms(fn, x, threads: int, min_run_time: float) -> float:
+    """Median milliseconds of `fn(x)` (torch.utils.benchmark, blocked autorange)."""
     from torch.utils import benchmark
 
-    x = as_layout(x, prepared.channels_last)
-    timer = benchmark.Timer(stmt="run(x)", globals={"run": prepared.run, "x": x}, num_threads=threads)
+    timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def ms_per_call(prepared: Prepared, x: torch.Tensor, threads: int, min_run_time: float) -> float:
+    """Median milliseconds of `prepared.run(x)`, `x` in the layout the prepared model wants."""
+    return median_ms(prepared.run, as_layout(x, prepared.channels_last), threads, min_run_time)
 
 
 def alternating(prepared: dict[str, Prepared], x: torch.Tensor, threads: int = 1, rounds: int = 5,
