@@ -214,11 +214,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     kinds = bench.add_subparsers(dest="bench", required=True)
     _add_speedup(kinds)
     _add_prune_time(kinds)
-    from workbench import bench_dynamic, bench_models  # import no torch at their top
+    from workbench import bench_dynamic, bench_models, bench_search  # import no torch at their top
     from workbench.deploy import cli as deploy_cli
 
     bench_models.add_command(kinds)
     bench_dynamic.add_command(kinds)
+    bench_search.add_command(kinds)
     deploy_cli.add_sparse_command(kinds)
 
 

@@ -299,6 +299,15 @@ def check_study(p: dict[str, Any], grids) -> list:
     return recipes
 
 
+@checks_for("07-automated")
+def _automated(p: dict[str, Any]) -> None:
+    """The FLOPs and latency sweeps: every searcher's budgets and search sizes, budgets a candidate can meet (the
+    latency lookup table is measured here once, then cached), the data root, the executor."""
+    from workbench import automated_study
+
+    check_study(p, automated_study.grids)
+
+
 @checks_for("08-lottery-tickets")
 def _lottery_tickets(p: dict[str, Any]) -> None:
     """The notebook's six sweeps (IMP with each retraining and its controls, pruning at initialisation, structured

@@ -7,6 +7,7 @@ Every target measures against a reference model (the dense one, unless said othe
 - `ParamReduction(2.0)`: the model stores half the reference's parameters.
 - `ChannelRatio(0.3)`: 30 % of the channels of every prunable group are removed (structured methods).
 - `LatencyBudget(5.0, batch_size=1, threads=1)`: forward latency at most 5 ms at that batch size and thread count.
+- `LatencyFraction(0.75, batch_size=64)`: forward latency at most 0.75 x the dense model's, timed alike.
 - `GateDensity(0.5)`: dynamic execution computes half the channels of every gated layer, per input.
 
 New kinds (clusters, bits, a gate budget) are new dataclasses registered with `@target_kind`.
@@ -106,6 +107,30 @@ class LatencyBudget(Target):
 
     def label(self) -> str:
         return f"latency<={self.value:g}ms@b{self.batch_size}x{self.threads}t"
+
+    def limit_ms(self, dense_ms: float) -> float:
+        """The budget in ms, given the dense model's latency in the same setting."""
+        return self.value
+
+
+@target_kind
+@dataclass(frozen=True)
+class LatencyFraction(LatencyBudget):
+    """Forward latency at most `value` x the dense model's, both timed on this machine at `batch_size` and `threads`
+    (a budget that travels between machines and holds under load, which moves both timings alike)."""
+
+    kind: ClassVar[str] = "latency_fraction"
+
+    def __post_init__(self):
+        checks.number("latency fraction", self.value, 0.0, 1.0, open_low=True, open_high=True)
+        checks.integer("latency batch_size", self.batch_size, 1)
+        checks.integer("latency threads", self.threads, 1)
+
+    def label(self) -> str:
+        return f"latency<={self.value:g}xdense@b{self.batch_size}x{self.threads}t"
+
+    def limit_ms(self, dense_ms: float) -> float:
+        return self.value * dense_ms
 
 
 @target_kind

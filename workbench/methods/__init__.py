@@ -4,6 +4,7 @@ Importing this package registers the methods of every family file below.
 """
 
 from workbench.methods import (  # noqa: F401  (register the methods)
+    automated,
     clustering,
     dynamic,
     lottery,

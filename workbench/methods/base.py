@@ -95,6 +95,10 @@ class Method:
     def check_model(self, model: nn.Module, hp: Hparams) -> None:
         """A one-line ConfigError if the method cannot work on this (freshly built) model; default: any model."""
 
+    def check_budget(self, model: nn.Module, target: Target, hp: Hparams, input_shape) -> None:
+        """A one-line ConfigError if no pruned version of this (freshly built) model can meet `target`; default:
+        not checked here (methods that meet any target, or find out while pruning)."""
+
     def shapes_dense_training(self) -> bool:
         """True if the method changes dense training (transform or training callbacks), so its dense run is its own."""
         cls = type(self)
@@ -114,6 +118,10 @@ class Method:
 
 INVERT_SCORES = "invert_scores"
 """`ctx.extra` key: when true, an invertible method keeps the *lowest* scores (Frankle et al.'s 2021 sanity check)."""
+
+
+SEARCH_REPORT = "search_report"
+"""`ctx.extra` key: what a searcher reports about its search (trials, cost); the pipeline puts it in the record."""
 
 
 def oriented(scores: dict, ctx: Context) -> dict:

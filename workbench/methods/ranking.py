@@ -19,7 +19,15 @@ from workbench.hparams import Hparams, param
 from workbench.methods.base import Context, Method, get, register
 from workbench.pruning import ranking, structural
 from workbench.pruning.activations import check_calibration
-from workbench.targets import ChannelRatio, FlopsReduction, LatencyBudget, ParamReduction, Sparsity, Target
+from workbench.targets import (
+    ChannelRatio,
+    FlopsReduction,
+    LatencyBudget,
+    LatencyFraction,
+    ParamReduction,
+    Sparsity,
+    Target,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class FilterRanking(Method):
     """A filter-ranking criterion applied through structural.prune_to_target."""
 
     family, granularity, structural = "filter-ranking", "filter", True
-    targets = (FlopsReduction, ParamReduction, Sparsity, ChannelRatio, LatencyBudget)
+    targets = (FlopsReduction, ParamReduction, Sparsity, ChannelRatio, LatencyBudget, LatencyFraction)
     Hparams = StructuredHparams
 
     def importance(self, model: nn.Module, hp, ctx: Context):

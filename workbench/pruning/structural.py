@@ -326,6 +326,26 @@ class ChannelPlanner:
             keep = [plan.units - k for plan, k in zip(self.plans, self._global_removed(ratio), strict=True)]
         return [plan.units - self._finish(plan.units, kept) for plan, kept in zip(self.plans, keep, strict=True)]
 
+    def counts_at(self, ratios) -> list[int]:
+        """Units removed from each group when group i loses `ratios[i]` of its channels (capped, rounded)."""
+        if len(ratios) != len(self.plans):
+            raise ValueError(f"expected {len(self.plans)} ratios (one per group), got {len(ratios)}")
+        return [plan.units - self._finish(plan.units, int(round(plan.units * (1 - float(r)), 9)))
+                for plan, r in zip(self.plans, ratios, strict=True)]  # fmt: skip
+
+    def widths(self, counts: list[int]) -> dict[str, tuple[int, int]]:
+        """{layer name: (input channels, output channels)} of every conv/linear layer the groups touch, after
+        removing `counts` units per group (as `estimate` counts them)."""
+        removed: dict[tuple[nn.Module, str], int] = {}
+        for plan, k in zip(self.plans, counts, strict=True):
+            for key, cumulative in plan.cumulative.items():
+                removed[key] = removed.get(key, 0) + cumulative[k]
+        return {
+            self.names[m]: (cost.inputs - removed.get((m, "in"), 0), cost.out - removed.get((m, "out"), 0))
+            for m, cost in self.costs.items()
+            if isinstance(m, LAYER_TYPES) and m in self.names
+        }
+
     def _global_removed(self, ratio: float) -> list[int]:
         total = len(self.all_normalised)
         n_pruned = total - int(total * (1 - ratio))
@@ -468,15 +488,19 @@ class ChannelPlanner:
     def _latency_reached(self, target: LatencyBudget) -> Callable[[float], bool]:
         timings: dict[tuple[int, ...], float] = {}
 
-        def reached(ratio: float) -> bool:
-            counts = tuple(self.counts(ratio))
+        def timed(counts: tuple[int, ...]) -> float:
             if counts not in timings:
                 candidate = copy.deepcopy(self.model)
                 self.apply(list(counts), candidate)
                 ready = speed.inference_ready(candidate)
                 measured = metrics.latency_ms(ready, self.input_shape, target.batch_size, target.threads, 0.05, True)
                 timings[counts] = measured["latency_ms"]
-            return timings[counts] <= target.value
+            return timings[counts]
+
+        limit = target.limit_ms(timed(tuple([0] * len(self.plans))))  # a fraction of the dense model's timing
+
+        def reached(ratio: float) -> bool:
+            return timed(tuple(self.counts(ratio))) <= limit
 
         return reached
 

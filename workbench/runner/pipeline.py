@@ -12,7 +12,7 @@ import functools
 import torch.nn as nn
 
 from workbench import checks, models, training
-from workbench.methods.base import INVERT_SCORES, Context
+from workbench.methods.base import INVERT_SCORES, SEARCH_REPORT, Context
 from workbench.metrics import prunable_layers
 from workbench.provenance import provenance
 from workbench.pruning.masks import refresh_masked_weights
@@ -38,7 +38,8 @@ def planned_runs(recipe: Recipe) -> list[tuple[str, int | None, str]]:
 def check_data(recipes: list[Recipe]) -> None:
     """One-line errors, before anything trains: calibration batches larger than the training split, rewind steps
     past the end of dense training, sparsity targets that would leave less than one weight per layer, a model the
-    method cannot work on (`Method.check_model`, e.g. slimming without batch norm)."""
+    method cannot work on (`Method.check_model`, e.g. slimming without batch norm), a budget no candidate meets
+    (`Method.check_budget`, searchers)."""
     for recipe in recipes:
         bundle = store.bundle_of(recipe)
         if recipe.method_obj.needs_data:
@@ -56,7 +57,9 @@ def check_data(recipes: list[Recipe]) -> None:
             )
         if isinstance(recipe.target, Sparsity) and not recipe.method_obj.structural:
             check_weights_left(recipe, bundle)
-        recipe.method_obj.check_model(built(recipe.model.name, bundle.num_classes, bundle.input_shape), recipe.hparams)
+        model = built(recipe.model.name, bundle.num_classes, bundle.input_shape)
+        recipe.method_obj.check_model(model, recipe.hparams)
+        recipe.method_obj.check_budget(model, recipe.target, recipe.hparams, bundle.input_shape)
 
 
 def check_weights_left(recipe: Recipe, bundle) -> None:
@@ -90,9 +93,12 @@ def finished(recipe: Recipe, notebook: str) -> bool:
     return all(read_record(notebook, run_id) is not None for _, _, run_id in planned_runs(recipe))
 
 
-def finetune(model: nn.Module, recipe: Recipe, bundle, epochs: int, lr: float, seed: int, callbacks=(), desc=""):
-    """Train `model` in place for `epochs` at `lr` (cosine to 0), with the recipe's SGD settings."""
-    steps = epochs * training.steps_per_epoch(bundle.train, recipe.data.batch_size)
+def finetune(model: nn.Module, recipe: Recipe, bundle, epochs: int, lr: float, seed: int, callbacks=(), desc="",
+             steps: int | None = None):  # fmt: skip
+    """Train `model` in place for `epochs` (or exactly `steps` SGD steps) at `lr` (cosine to 0), with the recipe's
+    SGD settings."""
+    if steps is None:
+        steps = epochs * training.steps_per_epoch(bundle.train, recipe.data.batch_size)
     if steps == 0:
         return
     t = recipe.train
@@ -161,9 +167,9 @@ def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None, model
         rewind_state = dense.checkpoint(schedule.rewind_step).model_state
     start_state = dense.checkpoint(0).model_state if at_init else rewind_state
     ctx = store.context(recipe, bundle, dense.reference)
-    ctx.train = lambda model, epochs, lr, callbacks=(): finetune(
-        model, recipe, bundle, epochs, lr, seed=recipe.seed * 100 + 99, callbacks=callbacks, desc="method training"
-    )  # for methods that train while pruning (e.g. growing regularisation)
+    ctx.train = lambda model, epochs, lr, callbacks=(), steps=None: finetune(
+        model, recipe, bundle, epochs, lr, recipe.seed * 100 + 99, callbacks, "method training", steps
+    )  # for methods that train while pruning (growing regularisation, NetAdapt's short-term fine-tuning)
     hp, levels, shape = recipe.hparams, schedule.levels, bundle.input_shape
 
     def record(model, role, level, target: Target, parent, extra=None) -> RunRecord:
@@ -190,9 +196,11 @@ def run_recipe(recipe: Recipe, notebook: str, made_by: dict | None = None, model
         if stored[main_id] is not None and store.run_file(main_id).exists():
             model, removed = store.restore_model(dense.model, store.run_file(main_id), shape)
         else:
+            ctx.extra["run_id"] = main_id  # names the run's own state, e.g. a searcher's Optuna study
             model, removed = prune_level(model, removed, recipe, bundle, ctx, at, dense, rewind_state)
+            report = ctx.extra.pop(SEARCH_REPORT, None)
             if stored[main_id] is None:
-                stored[main_id] = record(model, "main", tag, target, parent)
+                stored[main_id] = record(model, "main", tag, target, parent, report)
             store.save_model(model, store.run_file(main_id), removed)
         done.append(stored[main_id])
         for index, role in enumerate(recipe.controls):
