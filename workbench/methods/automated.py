@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
+from workbench.config import stable_hash
 from workbench.hparams import Hparams, param
 from workbench.methods.base import SEARCH_REPORT, Context, Method, register
 from workbench.pruning import structural
@@ -148,6 +149,8 @@ class Searcher(Method):
         space = self.space(model, target, hp, ctx.input_shape, ctx.reference.get("flops"))
         space.check_reachable()
         name = ctx.extra.get("run_id") or f"{self.name}-seed{ctx.seed}"
+        if space.table is not None:  # a study belongs to the lookup table its costs came from
+            name = f"{name}-table-{stable_hash(space.table.to_json())}"
         study = studies.open_study(name, hp.storage, list(self.directions))
         with torch.enable_grad():
             result = self.search(space, hp, ctx, study)
