@@ -178,8 +178,8 @@ def build(model: nn.Module, input_shape, bounds: dict[str, tuple[tuple[int, int]
     narrow_w = {n: (b[0][0], b[1][0]) for n, b in bounds.items()}
     rest_d, rest_n = dense_ms - table.layer_ms(dense_w), narrow_ms - table.layer_ms(narrow_w)
     span = table.output_elements(dense_w) - table.output_elements(narrow_w)
-    c1 = max(0.0, (rest_d - rest_n) / span) if span > 0 else 0.0  # noise can make the slope negative: flat then
-    c0 = rest_d - c1 * table.output_elements(dense_w) if c1 else (rest_d + rest_n) / 2
+    c1 = max(0.0, (rest_d - rest_n) / span) if span > 0 else 0.0  # noise can make it negative: flat then
+    c0 = rest_d - c1 * table.output_elements(dense_w)  # the dense end stays exact (fractions are of it)
     table.rest = (c0, c1)
     return table
 
