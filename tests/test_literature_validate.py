@@ -141,6 +141,10 @@ BAD = {
     "reported-in": (GOOD_BIB, GOOD_CSV.replace(",moe2021gamma,R1,no", ",moe2021gama,R1,no")),
     "result-copies": (GOOD_BIB, GOOD_CSV.replace(",moe2021gamma,R1,no", ",moe2021gamma,R1,yes")),
     "unlinked-copy": (GOOD_BIB, GOOD_CSV.replace(",moe2021gamma,R1,no", ",moe2021gamma,R4,yes")),
+    "counted-copy": (
+        GOOD_BIB,
+        GOOD_CSV.replace(",moe2021gamma,R1,no", ",moe2021gamma,R1,yes").replace("matches,,R1,yes", "matches,,R1,no"),
+    ),
     "unpinned-source": (
         GOOD_BIB,
         GOOD_CSV.replace("example/gamma@0123456789abcdef0123456789abcdef01234567:", "github.com/example/gamma "),

@@ -63,6 +63,7 @@ RULES = (
     "delta",
     "reported-in",
     "result-copies",
+    "counted-copy",
     "unlinked-copy",
     "unpinned-source",
     "results-file",
@@ -249,8 +250,8 @@ def _names_unit(text: str, unit: str) -> bool:
 
 
 def check_copies(path: Path) -> list[Problem]:
-    """Copies of one result share a result_id with exactly one counted row; rows that look like the same result
-    (see results.likely_copies) must be linked that way."""
+    """Copies of one result share a result_id with exactly one counted row, the method's own where it is among them
+    (reported_in empty); rows that look like the same result (see results.likely_copies) must be linked that way."""
     from workbench.literature import results as results_mod
 
     frame = results_mod.load_results(path)
@@ -259,6 +260,8 @@ def check_copies(path: Path) -> list[Problem]:
         frame["result_id"] = ""
     ids = frame["result_id"].fillna("").astype(str)
     counted = frame["counted"].fillna("").astype(str) if "counted" in frame.columns else ids.map(lambda _: "")
+    quoted = frame["reported_in"].fillna("").astype(str) if "reported_in" in frame.columns else ids.map(lambda _: "")
+    own = quoted.str.strip() == ""  # the method's own paper or repository
     for value in sorted(set(counted) - {"", *schema.COUNTED_VALUES}):
         rows = ", ".join(str(i + 2) for i in frame.index[counted == value])
         out.append(Problem("result-copies", f"{path.name}:{rows}", f"counted {value!r} not in: yes, no"))
@@ -270,6 +273,8 @@ def check_copies(path: Path) -> list[Problem]:
         n_counted = int((counted[group.index] != "no").sum())
         if n_counted != 1:
             out.append(Problem("result-copies", where, f"{n_counted} copies counted; exactly one must be"))
+        elif own[group.index].any() and not own[group.index][counted[group.index] != "no"].all():
+            out.append(Problem("counted-copy", where, "a quoted copy is counted although the method's own is here"))
     for a, b in results_mod.likely_copies(frame):
         if not ids[a] or ids[a] != ids[b]:
             row_a, row_b = frame.loc[a], frame.loc[b]
