@@ -2,6 +2,7 @@
 studies, AMC's environment (action wall, reward) on hand-built cases, the pipeline's records and bad input."""
 
 import copy
+import tempfile
 
 import numpy as np
 import pytest
@@ -267,7 +268,8 @@ def test_amc_gives_every_transition_of_an_episode_the_final_reward_minus_the_bas
     assert buffer.rewards[[1, 2, 3], 0].tolist() == [0.0, 0.0, 0.0]
 
 
-def test_amc_episodes_meet_the_budget_and_a_stopped_search_replays_to_the_same_answer(digits):
+def test_amc_episodes_meet_the_budget_and_a_stopped_search_replays_to_the_same_answer(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3's default logger would make its folder
     run = amc.search(space_of(small()), evaluator(digits, "plain"), study("amc-full"), episodes=6, warmup=3, seed=0)
     space = space_of(small())
     assert len(run.trials) == 6 and all(t["candidate"]["flops"] <= space.budget.limit for t in run.trials)
@@ -278,6 +280,7 @@ def test_amc_episodes_meet_the_budget_and_a_stopped_search_replays_to_the_same_a
     assert again.evaluated == 2
     assert [t["candidate"]["kept"] for t in resumed.trials] == [t["candidate"]["kept"] for t in run.trials]
     assert resumed.counts == run.counts
+    assert not list(tmp_path.glob("SB3-*"))  # no SB3-<time> log folder left behind
 
 
 # --- proxies ---------------------------------------------------------------------------------------------------

@@ -139,6 +139,7 @@ def search(space: SearchSpace, evaluator: Evaluator, study, episodes: int, warmu
     import torch
     from stable_baselines3 import DDPG
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.noise import ActionNoise
 
     start = time.perf_counter()
@@ -197,6 +198,7 @@ def search(space: SearchSpace, evaluator: Evaluator, study, episodes: int, warmu
         gradient_steps=-1, action_noise=DecayingNoise(),
         policy_kwargs={"net_arch": [300, 300]}, seed=seed, device="cpu", verbose=0,
     )  # fmt: skip
+    agent.set_logger(Logger(None, []))  # SB3's default logger makes a /tmp/SB3-<time> folder per search
     agent.learn(total_timesteps=episodes * groups, callback=EpisodeReward())
     trials = studies.trace(study)[:episodes]
     best = max(trials, key=lambda t: (t["proxy_top1"], -t["trial"]))
