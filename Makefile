@@ -25,9 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 	mkdir -p $(MPLCONFIGDIR) $(IPYTHONDIR) $(JUPYTER_RUNTIME_DIR) $(JUPYTER_DATA_DIR) $(JUPYTER_CONFIG_DIR)
 	touch $(STAMP)
 
-## Regenerate every report: execute all notebooks with papermill into reports/.
+## Regenerate every report: execute all notebooks with papermill into reports/ (PROFILE=quick|full|paper: the
+## parameter sets in notebooks/profiles/; quick, the notebooks' own defaults, when unset).
 reports: $(STAMP)
-	$(BIN)/workbench run
+	$(BIN)/workbench run $(if $(PROFILE),--profile $(PROFILE))
 
 ## Literature validation, unit tests on two processes (pytest-xdist), then nbval over every notebook one at a time
 ## (the notebooks run their sweeps on both cores themselves; two at once measured slower).
