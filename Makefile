@@ -14,7 +14,7 @@ export JUPYTER_RUNTIME_DIR := $(HOMES)/jupyter-runtime
 export JUPYTER_DATA_DIR := $(HOMES)/jupyter-data
 export JUPYTER_CONFIG_DIR := $(HOMES)/jupyter-config
 
-.PHONY: install reports test lint lab doctor clean-reports
+.PHONY: install browser reports test lint lab doctor clean-reports
 
 install: $(STAMP)
 
@@ -26,13 +26,21 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 ## Regenerate every report: execute all notebooks with papermill into reports/ (PROFILE=quick|full|paper: the
-## parameter sets in notebooks/profiles/; quick, the notebooks' own defaults, when unset).
+## parameter sets in notebooks/profiles/; quick, the notebooks' own defaults, when unset). A report whose inputs
+## have not changed (workbench/fingerprint.py) is kept; FORCE=1 executes every notebook regardless.
 reports: $(STAMP)
-	$(BIN)/workbench run $(if $(PROFILE),--profile $(PROFILE))
+	$(BIN)/workbench run $(if $(PROFILE),--profile $(PROFILE)) $(if $(FORCE),--force)
+
+## Headless Chromium for the report site's test (tests/test_site.py): Debian's chromium and chromium-driver,
+## installed with apt-get when missing (as root, or through sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 ## Literature validation, unit tests on two processes (pytest-xdist), then nbval over every notebook one at a time
 ## (the notebooks run their sweeps on both cores themselves; two at once measured slower).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/workbench lit validate
 	$(BIN)/python -m pytest tests -q -n 2
 	$(BIN)/python -m pytest --nbval --nbval-current-env notebooks -q

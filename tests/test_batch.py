@@ -84,3 +84,22 @@ def test_cli_run_reports_failure_exit_code(project):
     assert "without encryption" not in out.stderr and "Traceback" not in out.stderr
     meta = json.loads((paths.reports_dir() / "notebooks" / "02-bad.failed.ipynb").read_text())
     assert meta["metadata"]["papermill"]["parameters"] == {"value": 4}
+
+
+def test_a_report_with_the_same_inputs_is_kept_and_a_changed_input_runs_again(project, capsys):
+    report = project / "reports" / "notebooks" / "01-good.ipynb"
+    assert batch.run(["01"], {"value": 2}) == 0
+    made = report.stat().st_mtime_ns
+    assert batch.run(["01"], {"value": 2}) == 0
+    assert "up to date" in capsys.readouterr().out and report.stat().st_mtime_ns == made  # not executed again
+    assert batch.run(["01"], {"value": 3}) == 0
+    assert "(parameters changed)" in capsys.readouterr().out and "value is 3" in report.read_text()
+    records = paths.records_dir("01-good")
+    records.mkdir(parents=True)
+    (records / "new-run.json").write_text("{}")
+    assert batch.run(["01"], {"value": 3}) == 0
+    assert "(records changed)" in capsys.readouterr().out
+    made = report.stat().st_mtime_ns
+    assert batch.run(["01"], {"value": 3}, force=True) == 0
+    assert "(forced)" in capsys.readouterr().out and report.stat().st_mtime_ns != made
+    assert (project / "reports" / "index.html").exists()

@@ -56,7 +56,7 @@ def test_paper_is_cifar10_with_resnet56_or_vgg16_and_passes_the_checks_given_the
     # 400 training images: enough for the calibration sizes the checks compare with the training split
     resolved = check_all("paper")
     trained = {stem: p for stem, p in resolved.items() if "model" in p}
-    assert len(trained) == 8
+    assert len(trained) == 9
     assert all(p["dataset"] == "cifar10" and p["model"] in ("resnet56", "vgg16_cifar") for p in trained.values())
 
 

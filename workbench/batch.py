@@ -28,7 +28,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench import paths, profiles
+from workbench import fingerprint, paths, profiles
+from workbench.site import write_site
 
 REPORT_FOLDERS = ("notebooks", "figures", "tables", "results")
 """The folders of reports/ whose entries named after a notebook belong to its report (records/ is not one)."""
@@ -230,7 +231,7 @@ def execute(notebook: Path, params: dict, label: str = "", profile: str | None =
             raise NotebookFailed(f"{stem}: {type(exc).__name__}: {' '.join(str(exc).split())}{see}") from None
         finally:
             progress.unlink(missing_ok=True)
-        _stamp(staged, started, profile)
+        _stamp(staged, started, profile, fingerprint.inputs(notebook, params, profile))
         render_html(staged)
         commit(stem)
     finally:
@@ -247,8 +248,9 @@ def _keep_failed(staged: Path, final: Path) -> Path:
     return failed
 
 
-def _stamp(executed: Path, started: dt.datetime, profile: str | None = None) -> None:
-    """Note in the executed notebook when it ran, at which commit, with which profile, and where its records are."""
+def _stamp(executed: Path, started: dt.datetime, profile: str | None = None, inputs: dict | None = None) -> None:
+    """Note in the executed notebook when it ran, at which commit, with which profile, where its records are, and
+    the fingerprint of its inputs (`workbench.fingerprint`) after the run."""
     from workbench.provenance import git_commit
 
     nb = json.loads(executed.read_text(encoding="utf-8"))
@@ -258,6 +260,7 @@ def _stamp(executed: Path, started: dt.datetime, profile: str | None = None) -> 
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "records": str(paths.records_dir(executed.stem)),
         "profile": profile,
+        "inputs": inputs,
     }
     write_atomic(executed, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
@@ -409,10 +412,12 @@ class StatusLine:
 
 
 def render_html(executed: Path) -> Path:
-    """The executed notebook as a standalone HTML page beside it."""
+    """The executed notebook as a standalone HTML page beside it, loading nothing from the network (the `offline`
+    template under workbench/templates: JupyterLab's page without its CDN scripts)."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(executed))
+    exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(Path(__file__).parent / "templates")])
+    body, _ = exporter.from_filename(str(executed))
     html = executed.with_suffix(".html")
     write_atomic(html, body)
     return html
@@ -506,9 +511,12 @@ def _parameter_text(source: Path, meta: dict) -> list[str]:
 
 
 def run(selection: list[str] | None = None, overrides: dict | None = None, parameter_file: str | None = None,
-        wait: bool = False, profile: str = profiles.DEFAULT, check_only: bool = False) -> int:  # fmt: skip
+        wait: bool = False, profile: str = profiles.DEFAULT, check_only: bool = False,
+        force: bool = False) -> int:  # fmt: skip
     """Execute the selected notebooks under `profile` (notebooks/profiles/NAME.yaml, then -f, then -p); keep going
-    past a failure, then fail naming every failed notebook.
+    past a failure, then fail naming every failed notebook. A notebook whose report was made from the same inputs
+    (`workbench.fingerprint`: source, parameters, profile, code, records, literature, versions, machine) is kept
+    as it is unless `force`.
 
     Every parameter is checked before any kernel starts and nothing is written if one is refused; `check_only`
     stops there and prints the plan.
@@ -529,7 +537,14 @@ def run(selection: list[str] | None = None, overrides: dict | None = None, param
         for i, (nb, params) in enumerate(plans, 1):
             label = f"[{i}/{len(plans)}] {nb.stem}"
             shown = " ".join(f"{k}={v!r}" for k, v in params.items())
-            print(f"{label} {shown}".rstrip(), flush=True)
+            final = paths.executed_notebooks_dir() / nb.name
+            why = fingerprint.changed(fingerprint.stored(final), fingerprint.inputs(nb, params, profile))
+            if not why and not force:
+                print(f"{label}: up to date (same inputs as its report; --force runs it again)", flush=True)
+                continue
+            reason = "forced" if force and not why else (f"{', '.join(why)} changed" if why[0] in fingerprint.PARTS
+                                                         else why[0])  # fmt: skip
+            print(f"{label} {shown}".rstrip() + f" ({reason})", flush=True)
             began = time.monotonic()
             try:
                 execute(nb, params, label, profile)
@@ -538,6 +553,7 @@ def run(selection: list[str] | None = None, overrides: dict | None = None, param
                 failures.append(str(exc))
                 print(f"FAILED {exc}", file=sys.stderr, flush=True)
             write_index()
+            write_site()
     for failure in failures:
         print(f"workbench run: notebook failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -581,10 +597,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help=f"a profile from notebooks/profiles/ ({', '.join(profiles.names())}); -f and -p apply on top; "
                    f"default {profiles.DEFAULT} (the notebooks' own defaults)")  # fmt: skip
     p.add_argument("--check", action="store_true", help="check every parameter and print the plan; run nothing")
+    p.add_argument(
+        "--force", action="store_true", help="run every selected notebook, even one whose report is up to date"
+    )
     p.add_argument("--wait", action="store_true", help="wait for another run of the same notebook instead of refusing")
     p.set_defaults(handler=_handle)
 
 
 def _handle(a: argparse.Namespace) -> int:
     overrides = {name: parse_value(value, name) for name, value in a.parameter}
-    return run(a.notebooks, overrides, a.parameters_file, wait=a.wait, profile=a.profile, check_only=a.check)
+    return run(
+        a.notebooks, overrides, a.parameters_file, wait=a.wait, profile=a.profile, check_only=a.check, force=a.force
+    )

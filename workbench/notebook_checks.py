@@ -357,3 +357,17 @@ def _clustering(p: dict[str, Any]) -> None:
     bundle = store.bundle_of(recipes[0])
     layers = [name for name, _ in prunable_layers(models.build(p["model"], bundle.num_classes, bundle.input_shape))]
     checks.choice("picture_layer", p["picture_layer"], layers)
+
+
+@checks_for("09-comparison")
+def _comparison(p: dict[str, Any]) -> None:
+    """The comparison's grids (every method in the right kind list with its random baseline, LRs, IMP's levels
+    dividing the fine-tuning epochs, the twin a structured method), the reference settings, the data root, the
+    executor."""
+    from workbench.compare import setup
+    from workbench.literature import results
+
+    check_study(p, setup.grids)
+    known = results.settings(results.load_results())
+    for setting in name_list("reference_settings", p["reference_settings"]):
+        checks.choice("reference_settings", setting, known)

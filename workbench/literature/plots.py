@@ -240,3 +240,11 @@ def _params_x(frame: pd.DataFrame, traces) -> list[list[float | None]]:
 
 def _nan_none(value):
     return None if value is None or value != value else float(value)
+
+
+def offline_html(fig):
+    """`fig` as an IPython HTML output with plotly.js inlined and no MathJax (plotly's notebook renderer always
+    loads MathJax from a CDN, which fails offline): the executed notebook's HTML works from the folder alone."""
+    from IPython.display import HTML
+
+    return HTML(fig.to_html(include_plotlyjs=True, include_mathjax=False, full_html=False))

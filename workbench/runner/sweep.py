@@ -216,7 +216,7 @@ def sweeps(
     out = {}
     for name, rs in planned.items():
         records = [rec for r in rs for rec in pipeline.run_recipe(r, notebook)]  # all stored now: read back
-        out[name] = SweepResult(rs, records, records_frame(records), layer_frame(records), dense_frame(rs))
+        out[name] = SweepResult(rs, records, records_frame(records), layer_frame(records), dense_frame(rs, notebook))
     write_results_csv(notebook, [rec for result in out.values() for rec in result.records])
     report.finish(len(todo))
     return out
@@ -365,13 +365,30 @@ def layer_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def dense_frame(recipes: list[Recipe]) -> pd.DataFrame:
-    """The dense reference of each distinct dense run of the sweep (seed, top1, flops, params)."""
+def dense_frame(recipes: list[Recipe], notebook: str) -> pd.DataFrame:
+    """The dense reference of each distinct dense run of the sweep (seed, top1, flops, params).
+
+    Each reference is stored beside the notebook's records (`<records>/<notebook>/dense/<dense key>.json`, written
+    atomically with its provenance) the first time it is measured, so a checkout that has the records reads it back
+    instead of training the dense model again; models are trained only where a cell needs one.
+    """
     seen, rows = set(), []
     for r in recipes:
-        if r.dense_key() in seen:
+        key = r.dense_key()
+        if key in seen:
             continue
-        seen.add(r.dense_key())
-        run = store.train_dense(r, store.bundle_of(r))
-        rows.append({"seed": r.seed, "dense_key": r.dense_key(), **run.reference})
+        seen.add(key)
+        rows.append({"seed": r.seed, "dense_key": key, **dense_reference(r, notebook)})
     return pd.DataFrame(rows)
+
+
+def dense_reference(recipe_: Recipe, notebook: str) -> dict:
+    """The dense model's reference numbers of `recipe_`: read from its stored file, else measured and stored."""
+    path = paths.records_dir(notebook) / "dense" / f"{recipe_.dense_key()}.json"
+    if path.exists():
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            return dict(json.loads(path.read_text(encoding="utf-8"))["reference"])
+    reference = store.train_dense(recipe_, store.bundle_of(recipe_)).reference
+    made = {"dense_key": recipe_.dense_key(), "seed": recipe_.seed, "reference": reference, "provenance": provenance()}
+    write_atomic(path, json.dumps(made, indent=1))
+    return dict(reference)

@@ -1,0 +1,1 @@
+"""The cross-family comparison (notebook 09): the fair setup, its statistics, and our runs beside the papers'."""
