@@ -1,11 +1,16 @@
 """Test set-up for `pytest tests` and `pytest --nbval notebooks` alike: every file a test, a notebook kernel or
 matplotlib writes (reports, cached baselines, Jupyter and IPython state) goes to a temporary folder."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 _HOME = Path(tempfile.mkdtemp(prefix="workbench-tests-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 for _var, _sub in {
     "MPLCONFIGDIR": "matplotlib",
     "IPYTHONDIR": "ipython",
@@ -17,3 +22,15 @@ for _var, _sub in {
     Path(os.environ[_var]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("WORKBENCH_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def quick_timer(monkeypatch):
+    """NetAdapt's lookup table (notebook 07's latency budgets) timed with one call per entry instead of seven blocks,
+    for tests that check parameters rather than the table's precision (tests/test_automated.py times it for real)."""
+    from workbench.search import latency_table
+
+    real = latency_table.block_median_ms
+    monkeypatch.setattr(
+        latency_table, "block_median_ms", lambda fn, x, threads, seconds, blocks=7: real(fn, x, threads, 0.0, 1)
+    )

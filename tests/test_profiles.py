@@ -34,7 +34,7 @@ def test_quick_is_the_notebooks_own_defaults():
     assert all(params == {} for params in plans("quick").values())
 
 
-def test_full_passes_every_notebooks_checks_with_three_seeds_or_more():
+def test_full_passes_every_notebooks_checks_with_three_seeds_or_more(quick_timer):
     resolved = check_all("full")
     for stem, params in resolved.items():
         if "seeds" in parameters(batch.paths.notebooks_dir() / f"{stem}.ipynb"):
@@ -42,7 +42,9 @@ def test_full_passes_every_notebooks_checks_with_three_seeds_or_more():
             assert params["executor"] == "local", stem
 
 
-def test_paper_is_cifar10_with_resnet56_or_vgg16_and_passes_the_checks_given_the_data(tmp_path, monkeypatch):
+def test_paper_is_cifar10_with_resnet56_or_vgg16_and_passes_the_checks_given_the_data(
+    tmp_path, monkeypatch, quick_timer
+):
     with pytest.raises(ValueError, match="cifar10 not found"):
         check_all("paper")  # no CIFAR-10 under the data root: refused in one line before anything runs
     folder = tmp_path / "cifar-10-batches-py"

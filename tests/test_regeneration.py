@@ -68,7 +68,7 @@ def test_bad_values_are_refused_before_any_kernel_starts(reports, no_kernel, not
     assert not reports.exists()
 
 
-def test_every_notebook_with_parameters_has_a_check_and_its_defaults_pass_it():
+def test_every_notebook_with_parameters_has_a_check_and_its_defaults_pass_it(quick_timer):
     with_parameters = [nb for nb in NOTEBOOKS if notebook_checks.parameters(nb)]
     assert {nb.stem for nb in with_parameters} <= set(notebook_checks.CHECKS), "register a check: @checks_for(stem)"
     for nb in with_parameters:

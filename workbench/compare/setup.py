@@ -94,7 +94,8 @@ def grids(
     twin_method: str | None,
 ) -> dict[str, dict[str, Any]]:
     """One grid per method kind and fine-tuning learning rate, named '<kind> lr=<lr>'; every grid shares the
-    dense configuration, the fine-tuning epochs and the measurement."""
+    dense configuration, the fine-tuning epochs and the measurement (latency at every LR: a run id does not say
+    whether latency was measured at its default settings, so the records stay one kind)."""
     check_methods(structured, dynamic, unstructured, lottery)
     for name in structured:
         if METHODS.get(name).shapes_dense_training():

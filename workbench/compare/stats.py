@@ -92,7 +92,7 @@ def missed(summary_: pd.DataFrame) -> pd.DataFrame:
 
 
 def key_figures(points_: pd.DataFrame) -> pd.DataFrame:
-    """What does not depend on training noise, per method and target at the first LR: whether every seed reached the
+    """What does not depend on training noise, per method and target at the smallest LR: whether every seed reached the
     target, and the weight reduction of methods whose size the target fixes (uniform channel removal, masks)."""
     rows = points_[(points_["role"] == "main") & (points_["finetune_lr"] == points_["finetune_lr"].min())]
     table = rows.groupby(["kind", "method", "target_kind", "target_value"], sort=True).agg(
@@ -226,8 +226,9 @@ def equal_size(points_: pd.DataFrame) -> pd.DataFrame:
 
 
 def speed_by_family(points_: pd.DataFrame) -> pd.DataFrame:
-    """Per family and structure: median FLOPs reduction, median measured speedup and their ratio (efficiency)."""
-    rows = points_[points_["role"] == "main"]
+    """Per family and structure: median FLOPs reduction, median measured speedup and their ratio (efficiency), over
+    the main runs whose latency was measured."""
+    rows = points_[(points_["role"] == "main") & points_["speedup"].notna()]
     table = rows.groupby(["family", "structure"], sort=True).agg(
         runs=("run_id", "count"), flops_x=("flops_x", "median"), speedup=("speedup", "median"),
     ).reset_index()  # fmt: skip
