@@ -39,8 +39,8 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 ## Literature validation, unit tests on two processes (pytest-xdist), then nbval with two notebooks at a time
-## (--dist loadfile keeps each notebook's cells in order in one process): 657 s against 706 s one at a time, since
-## every notebook has serial stretches (kernel start, plotting, timing) although its sweeps use both cores.
+## (--dist loadfile keeps each notebook's cells in order in one process): 657 s and 693 s on two clean clones against
+## 706 s one at a time, within this machine's noise; every notebook has serial stretches (kernel start, plotting).
 test: $(STAMP) browser
 	$(BIN)/workbench lit validate
 	$(BIN)/python -m pytest tests -q -n 2
