@@ -169,6 +169,8 @@ def test_grids_share_the_setup_and_plan_every_run():
         ({"finetune_epochs": 3}, "finetune_epochs=3 does not split over imp_levels=2"),
         ({"twin_method": "fpgm"}, "twin_method 'fpgm'"),
         ({"finetune_lrs": 0.01}, "finetune_lrs must be a non-empty list"),
+        ({"structured": ["l1", "slimming", "random_filter"]}, "'slimming' trains its own dense model"),
+        ({"dynamic": ["fbs"]}, "'fbs' cannot be in dynamic"),
     ],
 )
 def test_a_bad_setup_is_one_line_before_anything_trains(change, message):

@@ -38,19 +38,16 @@ KINDS = ("structured", "dynamic", "unstructured", "lottery")
 
 
 def check_methods(structured, dynamic, unstructured, lottery) -> None:
-    """One line for a method in the wrong list: structured ones remove channels, unstructured ones mask weights."""
+    """One line for a method in the wrong list (structured ones remove channels, unstructured ones mask weights) or
+    one that trains its own dense model, and for a list of either target kind without its random baseline."""
     for kind, names in zip(KINDS, (structured, dynamic, unstructured, lottery), strict=True):
         for name in names:
             METHODS.check(name)
-            method = METHODS.get(name)
-            family = METHODS.info(name)["family"]
-            ok = {
-                "structured": method.structural,
-                "dynamic": family == "dynamic",
-                "unstructured": not method.structural and family not in ("dynamic", "lottery-ticket"),
-                "lottery": family == "lottery-ticket",
-            }[kind]
-            if not ok:
+            if kind == "structured" and METHODS.get(name).shapes_dense_training():
+                raise checks.ConfigError(
+                    f"{name!r} trains its own dense model; the comparison shares one (notebook 05)"
+                )
+            if not _fits(name, kind):
                 accepted = ", ".join(n for n in METHODS.names() if _fits(n, kind))
                 raise checks.ConfigError(f"{name!r} cannot be in {kind}; accepted there: {accepted}")
     for kind, baseline in BASELINES.items():
@@ -97,9 +94,6 @@ def grids(
     dense configuration, the fine-tuning epochs and the measurement (latency at every LR: a run id does not say
     whether latency was measured at its default settings, so the records stay one kind)."""
     check_methods(structured, dynamic, unstructured, lottery)
-    for name in structured:
-        if METHODS.get(name).shapes_dense_training():
-            raise checks.ConfigError(f"{name!r} trains its own dense model; the comparison shares one (notebook 05)")
     if not finetune_lrs or isinstance(finetune_lrs, (int, float, str)):
         raise checks.ConfigError(f"finetune_lrs must be a non-empty list of learning rates, got {finetune_lrs!r}")
     checks.integer("imp_levels", imp_levels, 1)
