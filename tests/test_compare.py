@@ -9,6 +9,7 @@ from scipy import stats as sps
 
 from workbench.checks import ConfigError
 from workbench.compare import published, setup, stats
+from workbench.runner.sweep import plan
 
 SETUP = dict(
     dataset="digits", model="small_cnn", seeds=[0, 1], epochs=1, batch_size=64, lr=0.1,
@@ -158,6 +159,8 @@ def test_grids_share_the_setup_and_plan_every_run():
     # per seed and LR: 3 flops methods + 2 masks + imp's two levels; the twin once per seed at the first LR
     assert len(planned) == 2 * 2 * (3 + 2 + 2) + 2
     assert set(planned["kind"]) == {"structured", "dynamic", "unstructured", "lottery"}
+    timed = {name: any(r.latency is not None for r in plan(**grid)) for name, grid in grids.items()}
+    assert timed == {name: name.endswith("lr=0.01") for name in grids}  # speed is read at the comparison's LR
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,18 @@ def test_mnist1d_is_generated_offline(monkeypatch):
     assert torch.all((val_counts - 0.1 * all_counts).abs() <= 1)  # stratified
 
 
+def test_mnist1d_is_generated_once_per_seed_and_read_back_unchanged(tmp_path, monkeypatch):
+    import mnist1d.data
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    generated = data._mnist1d_arrays(45)
+    assert len(list((tmp_path / "data").glob("mnist1d-*-seed45.npz"))) == 1
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda *a, **k: pytest.fail("generated again"))
+    again = data._mnist1d_arrays(45)
+    assert all(np.array_equal(generated[k], again[k]) for k in ("x", "y", "x_test", "y_test"))
+    assert not list((tmp_path / "data").glob(".*.tmp"))
+
+
 def test_loader_order_is_fixed_by_seed():
     bundle = data.load("digits")
     first = [y for _, y in data.loader(bundle.train, 64, True, seed=3)]

@@ -104,6 +104,9 @@ def test_run_ids_hash_only_non_default_fields():
     assert a.dense_key() == recipe("random", ("sparsity", 0.9), **TINY).dense_key()  # pruning leaves dense alone
     assert a.dense_key() != recipe("lamp", ("sparsity", 0.5), **{**TINY, "epochs": 2}).dense_key()
     assert a.run_id() == recipe("lamp", ("sparsity", 0.5), controls=["random_mask"], **TINY).run_id()
+    timed = recipe("lamp", ("sparsity", 0.5), measure_latency=True, **TINY)  # latency at its default settings
+    assert timed.run_id() != a.run_id() and timed.dense_key() == a.dense_key()
+    assert timed.run_id() != recipe("lamp", ("sparsity", 0.5), latency_batch_size=1, **TINY).run_id()
 
 
 def test_a_sweep_skips_finished_runs_and_keeps_other_parameter_sets(monkeypatch):

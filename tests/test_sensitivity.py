@@ -92,6 +92,21 @@ def test_synflow_conserves_synaptic_flow_through_a_two_layer_linear_network():
     assert torch.allclose(first.sum(1), second.sum(0))  # into a neuron = out of it
 
 
+def test_synflow_rounds_on_one_refreshed_copy_equal_a_fresh_copy_each_round():
+    from workbench.methods.sensitivity import mask_by_scores
+
+    torch.manual_seed(0)
+    fresh, reused = models.build("resnet20", 10, (3, 8, 8)), models.build("resnet20", 10, (3, 8, 8))
+    reused.load_state_dict(fresh.state_dict())
+    scorer = saliency.synflow_scorer(reused, (3, 8, 8))
+    for sparsity in (0.3, 0.6, 0.8):
+        a, b = saliency.synflow(fresh, (3, 8, 8)), scorer()
+        assert all(torch.equal(a[n], b[n]) for n in a)
+        mask_by_scores(fresh, a, sparsity, "global")
+        mask_by_scores(reused, b, sparsity, "global")
+    assert metrics.sparsity(reused) > 0.79
+
+
 def test_obs_update_removes_a_redundant_input_of_a_least_squares_layer_exactly():
     torch.manual_seed(0)
     x = torch.randn(200, 3)

@@ -7,7 +7,7 @@ import torch_pruning as tp
 from workbench import metrics, models, speed
 from workbench.methods import METHODS
 from workbench.pruning import structural
-from workbench.targets import ChannelRatio, FlopsReduction, LatencyBudget, ParamReduction, Sparsity
+from workbench.targets import ChannelRatio, FlopsReduction, LatencyBudget, LatencyFraction, ParamReduction, Sparsity
 
 SHAPES = {"small_cnn": (1, 8, 8), "cnn1d": (1, 40), "mlp": (1, 40)}
 
@@ -104,10 +104,10 @@ def test_latency_budget_is_met_by_timing_pruned_copies(monkeypatch):
     measure = metrics.latency_ms
     monkeypatch.setattr(metrics, "latency_ms", lambda *a, **k: timed.append(1) or measure(*a, **k))
     assert structural.prune_to_target(model, shape, l1(model), LatencyBudget(1e6)) == []  # dense is within budget
-    assert timed == [1] and metrics.flop_count(model, shape)["flops"] == dense_flops
+    assert len(timed) == 6 and metrics.flop_count(model, shape)["flops"] == dense_flops  # 3 rounds x (dense, copy)
     with pytest.raises(ValueError, match="out of reach"):
         structural.prune_to_target(model, shape, l1(model), LatencyBudget(1e-6))
-    assert len(timed) == 3  # dense, then the most pruned candidate
+    assert len(timed) == 6 + 12  # the unpruned copy, then the most pruned candidate, each against dense
 
 
 def test_latency_budget_bisection_is_bounded(monkeypatch):
@@ -119,7 +119,27 @@ def test_latency_budget_bisection_is_bounded(monkeypatch):
     monkeypatch.setattr(metrics, "latency_ms", lambda *a, **k: timed.append(1) or measure(*a, **k))
     budget = measure(speed.inference_ready(model), shape, 1, 1, 0.2, True)["latency_ms"] * 0.7
     structural.prune_to_target(model, shape, l1(model), LatencyBudget(budget))
-    assert 3 <= len(timed) <= 10 and metrics.flop_count(model, shape)["flops"] < dense_flops
+    assert len(timed) % 6 == 0 and 2 <= len(timed) // 6 <= 10  # candidates: unpruned, most pruned, 8 bisections
+    assert metrics.flop_count(model, shape)["flops"] < dense_flops
+
+
+def test_a_latency_fraction_holds_when_load_arrives_midway(monkeypatch):
+    """Timings three times slower after the first two (another process starts): each candidate is held to
+    the dense timing of its own alternating rounds, so the budget is still met, not declared out of reach."""
+    shape = (3, 32, 32)
+    model = structural.make_traceable(models.build("resnet20", 10)).eval()
+    calls = []
+
+    def loaded(ready, input_shape, *args, **kwargs):  # milliseconds proportional to FLOPs, times the load
+        calls.append(1)
+        load = 1.0 if len(calls) <= 2 else 3.0
+        return {"latency_ms": load * metrics.flop_count(ready, input_shape)["flops"] / 1e6}
+
+    monkeypatch.setattr(metrics, "latency_ms", loaded)
+    dense_flops = metrics.flop_count(model, shape)["flops"]
+    structural.prune_to_target(model, shape, l1(model), LatencyFraction(0.5))
+    kept = metrics.flop_count(model, shape)["flops"] / dense_flops
+    assert 0.4 < kept <= 0.5  # held to the loaded dense timing; against the unloaded one it would keep about 1/6
 
 
 def test_unsupported_targets_and_allocations_fail_in_one_line():

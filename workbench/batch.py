@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench import fingerprint, paths, profiles
+from workbench import allocator, fingerprint, paths, profiles
 from workbench.site import write_site
 
 REPORT_FOLDERS = ("notebooks", "figures", "tables", "results")
@@ -209,6 +209,7 @@ def execute(notebook: Path, params: dict, label: str = "", profile: str | None =
     progress = paths.run_state_file(stem, ".progress.json")
     progress.unlink(missing_ok=True)
     kernel_env = {
+        **allocator.child_environment(),
         "WORKBENCH_REPORTS": str(stage.resolve()),
         "WORKBENCH_RECORDS": str(paths.records_root().resolve()),
         "WORKBENCH_PROGRESS": "0",

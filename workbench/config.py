@@ -82,7 +82,9 @@ def plain(obj: Any) -> Any:
 def nondefault(obj: Any) -> Any:
     """The fields of a (nested) dataclass that differ from their defaults, as plain values.
 
-    Fields without a default are always kept. Nested dataclasses recurse and vanish when fully default.
+    Fields without a default are always kept. Nested dataclasses recurse and vanish when fully default, unless the
+    field's default is None: there a dataclass at its defaults is kept as {} (present, e.g. latency measured at the
+    default settings, is not the same run as absent).
     """
     if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
         return plain(obj)
@@ -94,7 +96,7 @@ def nondefault(obj: Any) -> Any:
         if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
             continue
         sub = nondefault(value)
-        if sub == {} and dataclasses.is_dataclass(value):
+        if sub == {} and dataclasses.is_dataclass(value) and f.default is not None:
             continue
         out[f.name] = sub
     kind = getattr(obj, "kind", None)

@@ -103,16 +103,15 @@ def latency_ms(
     min_run_time: float = 0.5,
     channels_last: bool = False,
 ):
-    """Median forward latency in milliseconds, measured with torch.utils.benchmark.
+    """Median forward latency in milliseconds (`workbench.stopwatch`: timeit over blocks, median kept).
 
     Returns a dict with latency_ms, batch_size and threads, so a number never travels without its setting.
     """
-    from torch.utils import benchmark
+    from workbench.stopwatch import median_ms
 
     model.eval()
     x = torch.randn(batch_size, *input_shape)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return {"latency_ms": measurement.median * 1e3, "batch_size": batch_size, "threads": threads}
+    ms = median_ms(model, x, threads=threads, min_run_time=min_run_time)
+    return {"latency_ms": ms, "batch_size": batch_size, "threads": threads}

@@ -50,12 +50,7 @@ def compare_latency(
     `ready` takes inference_ready's options (fuse_bn, channels_last; both on when not given)."""
     settings = {"fuse_bn": ready.get("fuse_bn", True), "channels_last": ready.get("channels_last", True)}
     a, b = inference_ready(dense, **settings), inference_ready(pruned, **settings)
-    last = settings["channels_last"]
-    dense_ms, pruned_ms = [], []
-    for _ in range(rounds):
-        dense_ms.append(metrics.latency_ms(a, input_shape, batch_size, threads, min_run_time, last)["latency_ms"])
-        pruned_ms.append(metrics.latency_ms(b, input_shape, batch_size, threads, min_run_time, last)["latency_ms"])
-    ld, lp = statistics.median(dense_ms), statistics.median(pruned_ms)
+    ld, lp = alternating_ms(a, b, input_shape, batch_size, threads, rounds, min_run_time, settings["channels_last"])
     return {
         "latency_ms_dense": ld,
         "latency_ms_pruned": lp,
@@ -65,3 +60,13 @@ def compare_latency(
         "rounds": rounds,
         **settings,
     }
+
+
+def alternating_ms(a: nn.Module, b: nn.Module, input_shape, batch_size: int = 64, threads: int = 1, rounds: int = 5,
+                   min_run_time: float = 0.2, channels_last: bool = True) -> tuple[float, float]:  # fmt: skip
+    """Median latency (ms) of two models ready for timing, timed in `rounds` alternating rounds."""
+    a_ms, b_ms = [], []
+    for _ in range(rounds):
+        a_ms.append(metrics.latency_ms(a, input_shape, batch_size, threads, min_run_time, channels_last)["latency_ms"])
+        b_ms.append(metrics.latency_ms(b, input_shape, batch_size, threads, min_run_time, channels_last)["latency_ms"])
+    return statistics.median(a_ms), statistics.median(b_ms)

@@ -91,8 +91,8 @@ def grids(
     twin_method: str | None,
 ) -> dict[str, dict[str, Any]]:
     """One grid per method kind and fine-tuning learning rate, named '<kind> lr=<lr>'; every grid shares the
-    dense configuration, the fine-tuning epochs and the measurement (latency at every LR: a run id does not say
-    whether latency was measured at its default settings, so the records stay one kind)."""
+    dense configuration and the fine-tuning epochs; latency is measured at the first (the comparison's) LR only,
+    where the speed of each family is read."""
     check_methods(structured, dynamic, unstructured, lottery)
     if not finetune_lrs or isinstance(finetune_lrs, (int, float, str)):
         raise checks.ConfigError(f"finetune_lrs must be a non-empty list of learning rates, got {finetune_lrs!r}")
@@ -107,8 +107,7 @@ def grids(
         )
     common = dict(
         seeds=seeds, dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
-        calibration_size=calibration_size, finetune_epochs=finetune_epochs, measure_latency=True,
-        latency_batch_size=latency_batch_size,
+        calibration_size=calibration_size, finetune_epochs=finetune_epochs,
     )  # fmt: skip
     hparams = {
         "*": {"round_to": 0},
@@ -118,7 +117,9 @@ def grids(
     out: dict[str, dict[str, Any]] = {}
     for i, lr in enumerate(finetune_lrs):
         checks.number("finetune_lr", lr, 0.0, open_low=True)
-        at = {**common, "finetune_lr": float(lr)}
+        at = {**common, "finetune_lr": float(lr), "measure_latency": i == 0}
+        if i == 0:
+            at["latency_batch_size"] = latency_batch_size
         flops_methods = [*structured, *dynamic]
         if flops_methods:
             twins = {twin_method: ["masked_twin"]} if twin_method and i == 0 else {}

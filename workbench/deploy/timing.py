@@ -7,15 +7,13 @@ import statistics
 
 import torch
 
+from workbench import stopwatch
 from workbench.deploy.runtimes import Prepared, as_layout
 
 
 def median_ms(fn, x, threads: int, min_run_time: float) -> float:
-    """Median milliseconds of `fn(x)` (torch.utils.benchmark, blocked autorange)."""
-    from torch.utils import benchmark
-
-    timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+    """Median milliseconds of `fn(x)` (`workbench.stopwatch`: timeit over blocks, median kept)."""
+    return stopwatch.median_ms(fn, x, threads=threads, min_run_time=min_run_time)
 
 
 def ms_per_call(prepared: Prepared, x: torch.Tensor, threads: int, min_run_time: float) -> float:

@@ -14,7 +14,7 @@ import statistics
 import torch
 import torch.nn as nn
 
-from workbench import metrics
+from workbench import metrics, stopwatch
 from workbench.gating.cost import costs, per_input_flops
 from workbench.gating.sites import set_execution
 
@@ -26,11 +26,7 @@ def _run_all(model: nn.Module, inputs: list[torch.Tensor]) -> None:
 
 
 def _ms_per_input(model: nn.Module, inputs: list[torch.Tensor], threads: int, min_run_time: float) -> float:
-    from torch.utils import benchmark
-
-    timer = benchmark.Timer(stmt="run(model, inputs)", globals={"run": _run_all, "model": model, "inputs": inputs},
-                            num_threads=threads)  # fmt: skip
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3 / len(inputs)
+    return stopwatch.median_ms(_run_all, model, inputs, threads=threads, min_run_time=min_run_time) / len(inputs)
 
 
 def compare(

@@ -2,7 +2,7 @@
 
 Each searcher runs on the trained dense model, scores candidates on the validation split only (plain accuracy,
 adaptive BN or a short fine-tuning: `workbench.search.proxy`), records every candidate as a trial of an Optuna study
-(SQLite under the run cache unless `storage` names a database; a stopped search resumes), removes the winner's
+(a journal file under the run cache unless `storage` names a database; a stopped search resumes), removes the winner's
 channels and leaves the fine-tuning to the pipeline, with the same budget every method gets. The baseline every
 searcher must beat is uniform allocation with L1 ranking at the same budget: the `l1` method of filter ranking.
 """
@@ -29,7 +29,7 @@ from workbench.targets import FlopsReduction, LatencyBudget, LatencyFraction, Ta
 class SearchHparams(Hparams):
     round_to: int = param(0, "kept channel counts multiples of this (0: no rounding)")
     max_ratio: float = param(0.8, "at most this fraction of any group's channels is removed (AMC keeps >= 0.2)")
-    storage: str = param("", "Optuna storage URL for the study ('': SQLite under the run cache)")
+    storage: str = param("", "Optuna storage URL for the study ('': a journal file under the run cache)")
     table_points: int = param(5, "widths per side of the latency lookup table (latency budgets)")
     proxy_batch: int = param(64, "examples per forward pass while scoring candidates (adaptive BN batches)")
 

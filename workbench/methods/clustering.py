@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.cluster import KMeans
 
 from workbench import checks
 from workbench.hparams import Hparams, param
@@ -200,6 +199,8 @@ def share(values: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, to
     x = values.double().numpy()[:, None]
     k = max(1, min(k, len(np.unique(x))))
     init = np.linspace(x.min(), x.max(), k)[:, None]
+    from sklearn.cluster import KMeans  # here, not at the top: sklearn costs 0.8 s in every worker that imports this
+
     fit = KMeans(n_clusters=k, init=init, n_init=1, random_state=seed).fit(x)
     return torch.as_tensor(fit.cluster_centers_[:, 0], dtype=values.dtype), torch.as_tensor(fit.labels_)
 

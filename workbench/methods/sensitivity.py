@@ -158,9 +158,10 @@ class Synflow(Method):
         start = 1 - sum(float((m.weight != 0).sum()) for _, m in prunable_layers(model)) / sum(
             m.weight.numel() for _, m in prunable_layers(model)
         )
+        scores = saliency.synflow_scorer(model, ctx.input_shape)
         for k in range(1, hp.rounds + 1):
             kept = (1 - start) * ((1 - target.value) / (1 - start)) ** (k / hp.rounds)
-            mask_by_scores(model, oriented(saliency.synflow(model, ctx.input_shape), ctx), 1 - kept, "global")
+            mask_by_scores(model, oriented(scores(), ctx), 1 - kept, "global")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.cluster import AgglomerativeClustering, KMeans
 
 from workbench import checks
 
@@ -81,6 +80,8 @@ def cluster(features: np.ndarray, k: int, algorithm: str = "kmeans", seed: int =
     n = len(features)
     if not 1 <= k <= n:
         raise checks.ConfigError(f"k={k} clusters for the {n} filters of {where}; accepted: 1 to {n}")
+    from sklearn.cluster import AgglomerativeClustering, KMeans  # here: sklearn costs 0.8 s in every importer
+
     if algorithm == "kmeans":
         labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(features)
     else:

@@ -100,15 +100,35 @@ def grasp(model: nn.Module, x, y, loss_fn: Loss | None = None, batch_size: int =
 def synflow(model: nn.Module, input_shape) -> Scores:
     """SynFlow (Tanaka et al., 2020): |w * dR/dw| with R = 1^T (prod_l |W_l|) 1, the output sum of the network
     with every parameter and buffer made positive, on an all-ones input (data-free)."""
+    return synflow_scorer(model, input_shape)()
+
+
+def synflow_scorer(model: nn.Module, input_shape) -> Callable[[], Scores]:
+    """`synflow` of `model` as its masks are at each call: one positive copy is made here and its parameters are
+    refreshed from the model at every call (the iterative pruning's rounds), instead of a deep copy per round."""
     clone = plain_copy(model)
     with torch.no_grad():
         for tensor in clone.state_dict().values():
             if tensor.is_floating_point():
                 tensor.abs_()
     params = weights(clone)
-    output = clone(torch.ones(1, *input_shape))
-    grads = torch.autograd.grad(output.sum(), list(params.values()))
-    return {n: (g * p).detach().abs() for (n, p), g in zip(params.items(), grads, strict=True)}
+    sources = dict(model.named_modules())
+    first = True
+
+    def scores() -> Scores:
+        nonlocal first
+        if not first:  # the copy was made from the model as it is now
+            refresh_masked_weights(model)
+            with torch.no_grad():
+                for name, module in clone.named_modules():
+                    for p_name, p in module.named_parameters(recurse=False):
+                        p.copy_(getattr(sources[name], p_name).abs())
+        first = False
+        output = clone(torch.ones(1, *input_shape))
+        grads = torch.autograd.grad(output.sum(), list(params.values()))
+        return {n: (g * p).detach().abs() for (n, p), g in zip(params.items(), grads, strict=True)}
+
+    return scores
 
 
 def hessian_diagonal(

@@ -486,21 +486,26 @@ class ChannelPlanner:
         return None
 
     def _latency_reached(self, target: LatencyBudget) -> Callable[[float], bool]:
-        timings: dict[tuple[int, ...], float] = {}
+        """reached(ratio): does removing `ratio` of every group meet the budget? Each candidate is timed in three
+        alternating rounds with the dense model and held to the budget of that dense timing (a fraction of it, or
+        fixed milliseconds), so load on a shared CPU that comes and goes moves both timings alike."""
+        verdicts: dict[tuple[int, ...], bool] = {}
 
-        def timed(counts: tuple[int, ...]) -> float:
-            if counts not in timings:
-                candidate = copy.deepcopy(self.model)
-                self.apply(list(counts), candidate)
-                ready = speed.inference_ready(candidate)
-                measured = metrics.latency_ms(ready, self.input_shape, target.batch_size, target.threads, 0.05, True)
-                timings[counts] = measured["latency_ms"]
-            return timings[counts]
+        def ready(counts: tuple[int, ...]) -> nn.Module:
+            candidate = copy.deepcopy(self.model)
+            self.apply(list(counts), candidate)
+            return speed.inference_ready(candidate)
 
-        limit = target.limit_ms(timed(tuple([0] * len(self.plans))))  # a fraction of the dense model's timing
+        dense = ready(tuple([0] * len(self.plans)))
 
         def reached(ratio: float) -> bool:
-            return timed(tuple(self.counts(ratio))) <= limit
+            counts = tuple(self.counts(ratio))
+            if counts not in verdicts:
+                dense_ms, candidate_ms = speed.alternating_ms(
+                    dense, ready(counts), self.input_shape, target.batch_size, target.threads, 3, 0.05, True
+                )
+                verdicts[counts] = candidate_ms <= target.limit_ms(dense_ms)
+            return verdicts[counts]
 
         return reached
 

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # the plain bar: tqdm.auto warns 'IProgress not found' in kernels without ipywidgets
 
-from workbench import checks, paths
+from workbench import allocator, checks, paths
 from workbench.methods.base import METHODS
 from workbench.provenance import provenance
 from workbench.records import RunRecord, records_frame, write_atomic, write_results_csv
@@ -306,15 +306,20 @@ class executor_for:  # noqa: N801  (used as a context manager, like open)
     def __enter__(self):
         if isinstance(self.executor, str) and self.executor == "serial":
             return self.serial
+        import dask
         from dask.distributed import Client, LocalCluster
 
         if isinstance(self.executor, Client):
             self.client = self.executor
         elif self.executor == "local":
             n = self.workers or max(1, (os.cpu_count() or 1) // self.threads)
-            self.cluster = LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-            )
+            # malloc reads its settings when a process starts: Dask sets its own (a 64 KiB trim threshold) in the
+            # environment right before spawning a worker, so ours go there too (workbench/allocator.py)
+            environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **allocator.SETTINGS}
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                self.cluster = LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+                )
             self.client = Client(self.cluster)
         else:
             self.client = Client(check_executor(self.executor))

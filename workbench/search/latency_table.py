@@ -17,15 +17,13 @@ from __future__ import annotations
 import bisect
 import json
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import filelock
 import torch
 import torch.nn as nn
 
-from workbench import paths, speed
+from workbench import paths, speed, stopwatch
 from workbench.config import stable_hash
 from workbench.records import write_atomic
 from workbench.torchutil import evaluating, hooks
@@ -136,24 +134,8 @@ def _time_layer(layer: nn.Module, shape: tuple[int, ...], inputs: int, out: int,
 
 
 def block_median_ms(fn, x, threads: int, block_seconds: float, blocks: int = 7) -> float:
-    """Median over `blocks` timed blocks of the milliseconds per call of `fn(x)`, each block about
-    `block_seconds` long: a lighter timer than torch.utils.benchmark for the table's hundreds of small entries."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        fn(x)
-        start = time.perf_counter()
-        fn(x)
-        repeat = max(1, int(block_seconds / max(time.perf_counter() - start, 1e-7)))
-        times = []
-        for _ in range(blocks):
-            start = time.perf_counter()
-            for _ in range(repeat):
-                fn(x)
-            times.append((time.perf_counter() - start) / repeat * 1e3)
-    finally:
-        torch.set_num_threads(previous)
-    return statistics.median(times)
+    """Median over `blocks` timed blocks of about `block_seconds` each of the milliseconds per call of `fn(x)`."""
+    return stopwatch.median_ms(fn, x, threads=threads, min_run_time=block_seconds * blocks, blocks=blocks)
 
 
 def build(model: nn.Module, input_shape, bounds: dict[str, tuple[tuple[int, int], tuple[int, int]]],
