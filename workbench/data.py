@@ -7,8 +7,7 @@ torchvision sets are read from a data root and never downloaded.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from workbench import checks, paths
+from workbench.records import write_atomic
 from workbench.registry import Registry
 
 DATASETS = Registry("dataset")
@@ -169,15 +169,9 @@ def _mnist1d_arrays(seed: int) -> dict[str, np.ndarray]:
     args = get_dataset_args()
     args.seed = seed
     data = {k: v for k, v in make_dataset(args).items() if k in ("x", "y", "x_test", "y_test")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **data)
-        os.replace(tmp, path)  # readers see the whole file or none
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **data)
+    write_atomic(path, buffer.getvalue())  # readers see the whole file or none
     return data
 
 

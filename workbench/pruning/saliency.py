@@ -113,17 +113,13 @@ def synflow_scorer(model: nn.Module, input_shape) -> Callable[[], Scores]:
                 tensor.abs_()
     params = weights(clone)
     sources = dict(model.named_modules())
-    first = True
 
     def scores() -> Scores:
-        nonlocal first
-        if not first:  # the copy was made from the model as it is now
-            refresh_masked_weights(model)
-            with torch.no_grad():
-                for name, module in clone.named_modules():
-                    for p_name, p in module.named_parameters(recurse=False):
-                        p.copy_(getattr(sources[name], p_name).abs())
-        first = False
+        refresh_masked_weights(model)
+        with torch.no_grad():  # the model's masked parameters as they are now, made positive
+            for name, module in clone.named_modules():
+                for p_name, p in module.named_parameters(recurse=False):
+                    p.copy_(getattr(sources[name], p_name).abs())
         output = clone(torch.ones(1, *input_shape))
         grads = torch.autograd.grad(output.sum(), list(params.values()))
         return {n: (g * p).detach().abs() for (n, p), g in zip(params.items(), grads, strict=True)}
