@@ -42,10 +42,12 @@ def write_site() -> Path:
             "Every link below stays inside this folder.</p>"]  # fmt: skip
     body += _headline(reports)
     body += ["<h2>Notebooks</h2>", "<ul>"]
-    body += [f"<li><a href='#{escape(nb.stem)}'>{escape(nb.stem)}</a>: {escape(_title(nb))}</li>" for nb in executed]
+    loaded = {path: json.loads(path.read_text(encoding="utf-8")) for path in executed}  # each read once
+    body += [f"<li><a href='#{escape(p.stem)}'>{escape(p.stem)}</a>: {escape(_title(nb, p.stem))}</li>"
+             for p, nb in loaded.items()]  # fmt: skip
     body += ["</ul>"]
-    for nb in executed:
-        body += _section(reports, nb)
+    for path, nb in loaded.items():
+        body += _section(reports, path, nb)
     body += _profiles()
     page = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
             "<title>Pruning workbench: reports</title>", f"<style>{STYLE}</style></head><body>", *body,
@@ -72,23 +74,23 @@ def _headline(reports: Path) -> list[str]:
     ]
 
 
-def _title(executed: Path) -> str:
+def _title(nb: dict, fallback: str) -> str:
     """The first markdown heading of the notebook, without the '#'."""
-    for cell in json.loads(executed.read_text(encoding="utf-8")).get("cells", []):
+    for cell in nb.get("cells", []):
         if cell.get("cell_type") == "markdown":
             text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
             first = text.strip().splitlines()[0] if text.strip() else ""
             if first.startswith("#"):
                 return first.lstrip("#").strip()
-    return executed.stem
+    return fallback
 
 
-def _section(reports: Path, executed: Path) -> list[str]:
+def _section(reports: Path, executed: Path, nb: dict) -> list[str]:
     """One notebook: links, provenance, parameters, figures (thumbnails linking to PNG and SVG) and tables."""
     from workbench.notebook_checks import parameters
 
     stem = executed.stem
-    metadata = json.loads(executed.read_text(encoding="utf-8")).get("metadata", {})
+    metadata = nb.get("metadata", {})
     passed, made = metadata.get("papermill", {}).get("parameters", {}), metadata.get("workbench", {})
     source = paths.notebooks_dir() / executed.name
     defaults = {k: p.default for k, p in parameters(source).items()} if source.exists() else {}
@@ -104,7 +106,7 @@ def _section(reports: Path, executed: Path) -> list[str]:
     if results.exists():
         links.append(f"<a href='results/{escape(stem)}.csv'>results CSV</a>")
     lines = [
-        f"<h2 id='{escape(stem)}'>{escape(stem)}: {escape(_title(executed))}</h2>",
+        f"<h2 id='{escape(stem)}'>{escape(stem)}: {escape(_title(nb, stem))}</h2>",
         f"<p>{' · '.join(links)}</p>",
         f"<p class='meta'>Commit {escape(commit)}; profile {escape(str(made.get('profile') or 'none recorded'))}; "
         f"seeds {escape(str(seeds))}; ran {escape(str(made.get('started_utc', '?')))} to "

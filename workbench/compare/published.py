@@ -95,6 +95,7 @@ def rank_agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 def reproduction_tables(best: pd.DataFrame, settings) -> pd.DataFrame:
     """`reproduction` over several reference settings, one table."""
-    tables = [reproduction(best, s) for s in settings]
+    literature = load_results()  # read once for every setting
+    tables = [reproduction(best, s, literature) for s in settings]
     tables = [t for t in tables if not t.empty]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -19,6 +19,10 @@ from workbench.reporting import pareto_front
 TEST = "paired t-test over seeds (scipy.stats.ttest_rel, two-sided)"
 ALPHA = 0.05
 GROUP = ["kind", "family", "method", "target_kind", "target_value", "finetune_lr"]
+STRUCTURE = {
+    "structured": "structured", "dynamic": "dynamic", "unstructured": "unstructured", "lottery": "unstructured"
+}  # fmt: skip
+"""How each kind's pruned network is executed: lottery tickets are masks."""
 
 
 def points(records: pd.DataFrame, planned: pd.DataFrame) -> pd.DataFrame:
@@ -44,14 +48,6 @@ def reached(rows: pd.DataFrame, tolerance: float = 0.05) -> pd.Series:
     flops = rows["flops_x"] >= (1 - tolerance) * rows["target_value"].astype(float)
     sparse = rows["sparsity"].astype(float) >= rows["target_value"].astype(float) - 0.01
     return flops.where(rows["target_kind"] == "flops_reduction", sparse).astype(bool)
-
-
-STRUCTURE = {
-    "structured": "structured",
-    "dynamic": "dynamic",
-    "unstructured": "unstructured",
-    "lottery": "unstructured",
-}
 
 
 def ci95(values) -> float:
@@ -140,44 +136,30 @@ def ranking(points_: pd.DataFrame, best: pd.DataFrame, baselines: dict[str, str]
             for row in group.itertuples()
         }  # fmt: skip
         leader, baseline = group["method"].iloc[0], baselines.get(kind)
+        deltas = group.set_index("method")["delta"]
         for rank, row in enumerate(group.itertuples(), start=1):
-            p_base = paired_p(per_seed[row.method], per_seed[baseline]) if baseline in per_seed else np.nan
-            p_best = paired_p(per_seed[row.method], per_seed[leader])
+            p_base = np.nan
+            if baseline in per_seed and row.method != baseline:
+                p_base = paired_p(per_seed[row.method], per_seed[baseline])
+            p_best = np.nan if row.method == leader else paired_p(per_seed[row.method], per_seed[leader])
             out.append({
                 "target_kind": kind, "target_value": value, "finetune_lr": lr, "rank": rank, "method": row.method,
                 "family": row.family, "delta": row.delta, "delta_ci": row.delta_ci, "seeds": row.seeds,
-                "flops_x": row.flops_x, "speedup": row.speedup,
-                "p_vs_random": np.nan if row.method == baseline else p_base,
-                "p_vs_best": np.nan if row.method == leader else p_best,
+                "flops_x": row.flops_x, "speedup": row.speedup, "p_vs_random": p_base, "p_vs_best": p_best,
+                "vs_random": _verdict(p_base, row.delta - deltas.get(baseline, np.nan)),
+                "vs_best": _verdict(p_best, row.delta - deltas[leader]),
             })  # fmt: skip
-    table = pd.DataFrame(out)
-    if table.empty:
-        return table
-    random_delta = table.apply(lambda r: _delta_of(table, r, baselines.get(r["target_kind"])), axis=1)
-    best_delta = table.groupby(["target_kind", "target_value", "finetune_lr"])["delta"].transform("max")
-    table["vs_random"] = _verdict(table["p_vs_random"], table["delta"] - random_delta)
-    table["vs_best"] = _verdict(table["p_vs_best"], table["delta"] - best_delta)
-    return table
+    return pd.DataFrame(out)
 
 
-def _delta_of(table: pd.DataFrame, row: pd.Series, method: str | None) -> float:
-    same = table[(table["target_kind"] == row["target_kind"]) & (table["target_value"] == row["target_value"])
-                 & (table["finetune_lr"] == row["finetune_lr"]) & (table["method"] == method)]  # fmt: skip
-    return float(same["delta"].iloc[0]) if len(same) else float("nan")
-
-
-def _verdict(p: pd.Series, difference: pd.Series) -> pd.Series:
+def _verdict(p: float, difference: float) -> str:
     """'better' or 'worse' where p < ALPHA (by the sign of the mean difference), 'not shown to differ' otherwise,
     '' where there is no test (the method itself, or fewer than two seeds)."""
-    out = []
-    for value, diff in zip(p, difference, strict=True):
-        if pd.isna(value):
-            out.append("")
-        elif value < ALPHA:
-            out.append("better" if diff > 0 else "worse")
-        else:
-            out.append("not shown to differ")
-    return pd.Series(out, index=p.index)
+    if pd.isna(p):
+        return ""
+    if p < ALPHA:
+        return "better" if difference > 0 else "worse"
+    return "not shown to differ"
 
 
 def kendall(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
